@@ -1,0 +1,206 @@
+"""``gridwatch`` command line: worker, alerts, config, snapshots and the demo.
+
+Heavy imports (torch, ultralytics, PyAV) happen inside the commands that need them, so
+``gridwatch --help`` and ``gridwatch config check`` answer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gridwatch.config import ConfigError, GridwatchConfig, load_config
+
+app = typer.Typer(
+    name="gridwatch",
+    help="Video event processing for city camera networks: RTSP → YOLO → zone rules → NATS.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+alerts_app = typer.Typer(help="Read alerts from JetStream.", no_args_is_help=True)
+config_app = typer.Typer(help="Validate and describe config files.", no_args_is_help=True)
+snapshot_app = typer.Typer(help="Fetch alert snapshots.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(config_app, name="config")
+app.add_typer(snapshot_app, name="snapshot")
+
+LogLevel = Annotated[
+    str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="GW_LOG_LEVEL")
+]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats", help="NATS URL; default: the config's nats.url or nats://127.0.0.1:4222."),
+]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``10m``, ``1h30m``, ``2d`` → timedelta.
+
+    >>> parse_duration("1h30m")
+    datetime.timedelta(seconds=5400)
+    """
+    text = text.strip().lower()
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m, 1h30m or 2d")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load_or_exit(path: Path) -> GridwatchConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"error: {issue}", err=True)
+        raise typer.Exit(2) from None
+
+
+def run_until_signal(main: asyncio.Event | None = None) -> asyncio.Event:
+    """An event set on SIGINT/SIGTERM in the running loop."""
+    stop = main or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+@app.command()
+def worker(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Config YAML file.")],
+    nats_url: NatsUrl = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run a worker: analyse the config's cameras and publish alerts to NATS."""
+    _setup_logging(log_level)
+    cfg = _load_or_exit(config)
+    from gridwatch.worker import Worker
+
+    async def main() -> None:
+        stop = run_until_signal()
+        await Worker(cfg, nats_url=nats_url).run(stop)
+
+    asyncio.run(main())
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    grid: Annotated[str | None, typer.Option(help="Only this grid.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Only this camera.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Replay stored alerts from this long ago (10m, 2h, 1d).")
+    ] = None,
+    nats_url: NatsUrl = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Take the NATS URL from this config.")
+    ] = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Print alerts live from JetStream (Ctrl-C to stop)."""
+    _setup_logging(log_level)
+    since_td = parse_duration(since) if since else None
+    url = nats_url or (_load_or_exit(config).nats.url if config else "nats://127.0.0.1:4222")
+    from gridwatch.alerts.tail import format_alert_line, iter_alerts
+    from gridwatch.worker import connect_nats
+
+    async def main() -> None:
+        stop = run_until_signal()
+        nc = await connect_nats(url, name="gridwatch-tail")
+        try:
+            async for alert in iter_alerts(nc, grid=grid, camera=camera, since=since_td, stop=stop):
+                line = alert.model_dump_json() if as_json else format_alert_line(alert)
+                typer.echo(line)
+        finally:
+            await nc.drain()
+
+    asyncio.run(main())
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing when valid.")] = False,
+) -> None:
+    """Validate a config; print every error with file, line and field; exit 2 when invalid."""
+    cfg = _load_or_exit(file)
+    if not quiet:
+        rules = sum(len(c.rules) for c in cfg.cameras)
+        typer.echo(
+            f"{file}: ok ({len(cfg.grids)} grids, {len(cfg.cameras)} cameras, {rules} rules)"
+        )
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the config's JSON schema (every field with its title and description)."""
+    typer.echo(json.dumps(GridwatchConfig.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+@snapshot_app.command("get")
+def snapshot_get(
+    name: Annotated[str, typer.Argument(help="Snapshot name, as in an alert's 'snapshot' field.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Fetch an alert's snapshot JPEG from the gw_snapshots object store."""
+    url = nats_url or "nats://127.0.0.1:4222"
+    from gridwatch.alerts.tail import fetch_snapshot
+    from gridwatch.worker import connect_nats
+
+    async def main() -> bytes:
+        nc = await connect_nats(url, name="gridwatch-snapshot")
+        try:
+            return await fetch_snapshot(nc, name)
+        finally:
+            await nc.drain()
+
+    data = asyncio.run(main())
+    target = out or Path(name.replace("/", "_"))
+    target.write_bytes(data)
+    typer.echo(f"wrote {target} ({len(data)} bytes)")
+
+
+@app.command()
+def demo(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Demo config.")
+    ] = Path("configs/demo.yaml"),
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Embedded NATS + a looping RTSP camera of real video + a worker, printing alerts."""
+    _setup_logging(log_level)
+    cfg = _load_or_exit(config)
+    from gridwatch.demo import run_demo
+
+    asyncio.run(run_demo(cfg, duration_s=duration))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""One camera's analysis loop: latest frame → detector → tracker → rules → incident events.
+
+The loop is paced by the camera's ``analysis_fps`` and never queues frames: at each tick it
+takes whatever frame is newest (older ones were already replaced in the slot and counted as
+dropped). Detection runs on the worker's shared inference executor, so cameras wait their
+turn for the CPU instead of oversubscribing it. When no frame arrives for a while the rules
+get a ``None`` observation, which lets a raised incident clear once a camera goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from gridwatch.config import CameraConfig
+from gridwatch.detectors.base import Detector
+from gridwatch.ingest.reader import CameraReader
+from gridwatch.model import Detections, Frame, IncidentEvent
+from gridwatch.rules.engine import CameraRules
+from gridwatch.tracking import CameraTracker
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[CameraConfig, IncidentEvent, Frame | None, CameraRules], Awaitable[None]]
+
+
+@dataclass
+class PipelineStats:
+    analysed: int = 0
+    no_data_ticks: int = 0
+    detector_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    frame_age_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    last_count: int = 0
+    events: int = 0
+    errors: int = 0
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        reader: CameraReader,
+        detector: Detector,
+        inference: Executor,
+        rules: CameraRules,
+        tracker: CameraTracker,
+        sink: EventSink,
+        *,
+        stale_after_s: float | None = None,
+    ) -> None:
+        self.camera = camera
+        self.reader = reader
+        self.detector = detector
+        self.inference = inference
+        self.rules = rules
+        self.tracker = tracker
+        self.sink = sink
+        self.period_s = 1.0 / camera.analysis_fps
+        self.stale_after_s = stale_after_s or max(2.0, 3 * self.period_s)
+        self.stats = PipelineStats()
+        self.last_frame: Frame | None = None
+
+    async def _next_frame(self, wait_s: float) -> Frame | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            raw = self.reader.slot.take()
+            if raw is not None:
+                return raw.to_frame()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(0.02, remaining))
+
+    def _detect(self, frame: Frame) -> tuple[Detections, float]:
+        t0 = time.perf_counter()
+        detections = self.detector.detect(frame.image)
+        tracked = self.tracker.update(detections)
+        return tracked, (time.perf_counter() - t0) * 1000.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        last_seen = loop.time()
+        while True:
+            next_tick += self.period_s
+            frame = await self._next_frame(max(0.0, next_tick - loop.time()) + self.stale_after_s)
+            try:
+                if frame is None:
+                    if loop.time() - last_seen >= self.stale_after_s:
+                        self.stats.no_data_ticks += 1
+                        await self._handle(self.rules.update(None, time.time()), None)
+                    next_tick = loop.time()
+                    continue
+                last_seen = loop.time()
+                detections, ms = await loop.run_in_executor(self.inference, self._detect, frame)
+                self.stats.analysed += 1
+                self.stats.detector_ms.append(ms)
+                self.stats.frame_age_ms.append((time.monotonic() - frame.mono_ts) * 1000.0)
+                self.last_frame = frame
+                events = self.rules.update(detections, frame.wall_ts)
+                if self.rules.rules:
+                    self.stats.last_count = self.rules.rules[0].count_in_zone(detections)[0]
+                await self._handle(events, frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.errors += 1
+                log.exception("camera %s: analysis failed; continuing", self.camera.id)
+            delay = next_tick - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_tick = loop.time()  # behind: don't try to catch up with stale ticks
+
+    async def _handle(self, events: list[IncidentEvent], frame: Frame | None) -> None:
+        for event in events:
+            self.stats.events += 1
+            log.info(
+                "camera %s: %s %s zone=%s count=%d peak=%d",
+                self.camera.id,
+                event.type,
+                event.state.value,
+                event.zone_id,
+                event.count,
+                event.peak_count,
+            )
+            await self.sink(self.camera, event, frame or self.last_frame, self.rules)
