@@ -77,11 +77,14 @@ class CameraPipeline:
                 return None
             await asyncio.sleep(min(0.02, remaining))
 
-    def _detect(self, frame: Frame) -> tuple[Detections, float]:
+    def _detect(self, frame: Frame) -> tuple[Detections, float, float]:
+        """Runs on the inference thread. Frame age is taken here, when the detector starts:
+        it includes any wait for the shared inference thread behind other cameras."""
+        age_ms = (time.monotonic() - frame.mono_ts) * 1000.0
         t0 = time.perf_counter()
         detections = self.detector.detect(frame.image)
         tracked = self.tracker.update(detections)
-        return tracked, (time.perf_counter() - t0) * 1000.0
+        return tracked, (time.perf_counter() - t0) * 1000.0, age_ms
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -98,10 +101,12 @@ class CameraPipeline:
                     next_tick = loop.time()
                     continue
                 last_seen = loop.time()
-                detections, ms = await loop.run_in_executor(self.inference, self._detect, frame)
+                detections, ms, age_ms = await loop.run_in_executor(
+                    self.inference, self._detect, frame
+                )
                 self.stats.analysed += 1
                 self.stats.detector_ms.append(ms)
-                self.stats.frame_age_ms.append((time.monotonic() - frame.mono_ts) * 1000.0)
+                self.stats.frame_age_ms.append(age_ms)
                 self.last_frame = frame
                 events = self.rules.update(detections, frame.wall_ts)
                 if self.rules.rules:

@@ -1,0 +1,88 @@
+"""What every detector backend promises to the rest of gridwatch.
+
+The worker only sees this protocol: a BGR picture in, :class:`~gridwatch.model.Detections` in
+pixel coordinates out. Backends (ultralytics ``.pt`` today, exported ONNX/OpenVINO later) differ
+in speed and in how they load, never in what they return, so the tracker and the rules do not
+care which one ran.
+
+A detector instance is **not** meant to be shared by threads running at the same time: the worker
+gives each detector to one inference thread (batching frames of many cameras into one call is
+how it uses its cores, see ``DESIGN.md``). Backends may add a lock, but callers must not rely on
+concurrency from one instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from gridwatch.model import Detections
+
+ImageBGR = npt.NDArray[np.uint8]
+"""H×W×3 ``uint8`` BGR image, as OpenCV and PyAV's ``bgr24`` give it."""
+
+
+class DetectorError(Exception):
+    """A detector could not be built or loaded (missing weights, unknown model, offline hub).
+
+    The message is meant for the operator who wrote the config: it says what was asked for and
+    what to write instead.
+    """
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An object detector that the worker can drive.
+
+    ``person_class_ids`` exists because models disagree on what a person is: a COCO model has one
+    ``person`` class among 80, the default fall model has ``Normal`` and ``Fall`` and both are a
+    person. Rules that count people select on these ids, never on a hard-coded ``0``.
+    """
+
+    @property
+    def name(self) -> str:
+        """Short label for logs and metrics, e.g. ``ultralytics:best``."""
+        ...
+
+    @property
+    def class_names(self) -> Mapping[int, str]:
+        """Class id → the model's name for it."""
+        ...
+
+    @property
+    def person_class_ids(self) -> frozenset[int]:
+        """The class ids that count as a person."""
+        ...
+
+    @property
+    def last_ms(self) -> float:
+        """Wall time of the most recent ``detect``/``detect_batch`` call, milliseconds (metrics)."""
+        ...
+
+    def detect(self, image: ImageBGR) -> Detections:
+        """Detect objects in one BGR image; boxes are pixel xyxy, ``image_size`` is ``(w, h)``."""
+        ...
+
+    def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
+        """Detect in several images, one :class:`Detections` per image, in the same order."""
+        ...
+
+
+def check_image(image: object) -> ImageBGR:
+    """Validate that ``image`` is an H×W×3 ``uint8`` array and return it typed.
+
+    Backends call this first so that a wrongly converted frame (RGB planar, float, grayscale)
+    fails loudly at the boundary instead of producing silently wrong boxes.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be H×W×3 BGR, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image

@@ -1,0 +1,78 @@
+"""A worker keeps every other camera running when one is unreachable, and reports health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+from nats.aio.msg import Msg
+
+from gridwatch.alerts.tail import iter_alerts
+from gridwatch.config import parse_config
+from gridwatch.model import IncidentState
+from gridwatch.worker import Worker
+from tests.plugins.nats_fixtures import connect_flushed
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def test_bad_camera_does_not_stop_the_good_one(nats_server, demo_clip) -> None:  # type: ignore[no-untyped-def]
+    clip = demo_clip(12.0)
+    cfg = parse_config(
+        f"""
+grids: [{{id: grid-a}}, {{id: grid-b}}]
+cameras:
+  - id: good
+    grid: grid-a
+    url: {clip}
+    loop: true
+    analysis_fps: 2
+    zones: [{{id: apron, polygon: [[0.05, 0.40], [0.95, 0.40], [0.95, 0.98], [0.05, 0.98]]}}]
+    rules: [{{type: crowding, zone: apron, min_count: 4, min_duration_s: 1, clear_after_s: 3}}]
+  - id: broken
+    grid: grid-b
+    url: rtsp://127.0.0.1:9/nothing-here
+    analysis_fps: 2
+    zones: [{{id: apron, polygon: [[0, 0], [1, 0], [1, 1]]}}]
+    rules: [{{type: crowding, zone: apron, min_count: 1, min_duration_s: 0}}]
+""",
+        "test.yaml",
+    )
+    nc = await connect_flushed(nats_server.url)
+    health: dict[str, dict[str, object]] = {}
+
+    async def on_health(msg: Msg) -> None:
+        report = json.loads(msg.data)
+        health[str(report["camera_id"])] = report
+
+    await nc.subscribe("gw.v1.health.*", cb=on_health)
+    stop = asyncio.Event()
+    worker = Worker(cfg, nats_url=nats_server.url, health_interval_s=1.0)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        first = None
+        async for alert in iter_alerts(nc, since=None):
+            first = alert
+            break
+        assert first is not None
+        assert first.camera_id == "good" and first.state is IncidentState.RAISED
+        assert first.grid_id == "grid-a"
+        for _ in range(50):
+            if {"good", "broken"} <= set(health) and health["broken"]["failures"]:
+                break
+            await asyncio.sleep(0.2)
+        assert health["good"]["state"] == "online"
+        assert int(health["good"]["frames_analysed"]) > 0  # type: ignore[call-overload]
+        assert health["broken"]["state"] in ("offline", "connecting")
+        assert "refused" in str(health["broken"]["last_error"]).lower()
+        assert health["broken"]["frames_analysed"] == 0
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
+        await nc.drain()
+    assert task.done()
+    assert all(not r.alive for r in worker.readers.values())
