@@ -76,3 +76,37 @@ cameras:
         await nc.drain()
     assert task.done()
     assert all(not r.alive for r in worker.readers.values())
+
+
+async def test_cameras_are_started_stopped_and_reconfigured_live(nats_server, demo_clip) -> None:  # type: ignore[no-untyped-def]
+    clip = demo_clip(12.0)
+    text = f"""
+grids: [{{id: g}}]
+cameras:
+  - {{id: a, grid: g, url: {clip}, loop: true, analysis_fps: 1}}
+  - {{id: b, grid: g, url: {clip}, loop: true, analysis_fps: 1}}
+"""
+    cfg = parse_config(text)
+    stop = asyncio.Event()
+    worker = Worker(cfg, nats_url=nats_server.url)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        assert set(worker.pipelines) == {"a", "b"}
+        reader_a = worker.readers["a"]
+        a, b = cfg.cameras
+        changes = await worker.apply_cameras([a, b.model_copy(update={"id": "c"})])
+        assert changes == {"started": ["c"], "stopped": ["b"], "restarted": []}
+        assert worker.readers["a"] is reader_a and reader_a.alive  # undisturbed
+        await asyncio.sleep(2)
+        assert worker.readers["c"].stats.frames_decoded > 0
+        # a changed camera is restarted, a disabled one stopped
+        a2 = worker.cameras["a"].model_copy(update={"analysis_fps": 3})
+        c_off = worker.cameras["c"].model_copy(update={"enabled": False})
+        changes = await worker.apply_cameras([a2, c_off])
+        assert changes == {"started": [], "stopped": ["c"], "restarted": ["a"]}
+        assert worker.pipelines["a"].period_s == pytest.approx(1 / 3)
+        assert not reader_a.alive
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
