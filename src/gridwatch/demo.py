@@ -71,7 +71,9 @@ async def run_demo(
         cameras = list(config.cameras)
         if mounts:
             rtsp = stack.enter_context(
-                RtspServer({name: video for name in set(mounts.values())}, loop=True, port=rtsp_port)
+                RtspServer(
+                    {name: video for name in set(mounts.values())}, loop=True, port=rtsp_port
+                )
             )
             cameras = [
                 c.model_copy(update={"url": rtsp.url(mounts[c.id])}) if c.id in mounts else c

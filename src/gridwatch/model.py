@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-ALERT_SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION: Literal[1] = 1
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -117,7 +117,9 @@ class Detections:
         )
 
     @classmethod
-    def empty(cls, image_size: tuple[int, int], class_names: Mapping[int, str] | None = None) -> Detections:
+    def empty(
+        cls, image_size: tuple[int, int], class_names: Mapping[int, str] | None = None
+    ) -> Detections:
         return cls.from_arrays(
             xyxy=np.zeros((0, 4), np.float32),
             confidence=np.zeros(0, np.float32),
@@ -154,7 +156,8 @@ class Detections:
         """Boxes normalized to 0..1 by the frame size."""
         w, h = self.image_size
         scale = np.array([w, h, w, h], dtype=np.float32)
-        return np.clip(self.xyxy / scale, 0.0, 1.0).astype(np.float32)
+        out: FloatArray = np.clip(self.xyxy / scale, 0.0, 1.0).astype(np.float32)
+        return out
 
     def anchors_normalized(self) -> FloatArray:
         """Bottom-centre of each box, normalized: where a person stands on the ground."""

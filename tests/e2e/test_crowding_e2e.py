@@ -90,7 +90,9 @@ def worker_process(config: Path, log: Path):  # type: ignore[no-untyped-def]
                     proc.wait(5)
 
 
-async def test_crowding_alert_end_to_end(nats_server, rtsp_server, demo_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_crowding_alert_end_to_end(
+    nats_server, rtsp_server, demo_clip, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     clip = demo_clip(9.0)
     server = rtsp_server({"gate": clip}, loop=False)
     config = write_config(tmp_path / "cfg.yaml", server.url("gate"), nats_server.url)
@@ -118,7 +120,8 @@ async def test_crowding_alert_end_to_end(nats_server, rtsp_server, demo_clip, tm
             except TimeoutError:
                 pytest.fail(
                     f"no raised+cleared within 150 s; got {[(t, a.state) for t, a in received]}; "
-                    f"worker exit={proc.poll()}; log tail:\n{(tmp_path / 'worker.log').read_text()[-3000:]}"
+                    f"worker exit={proc.poll()}; log tail:\n"
+                    f"{(tmp_path / 'worker.log').read_text()[-3000:]}"
                 )
             # let anything stray arrive before checking there was exactly one incident
             await asyncio.sleep(3)
@@ -143,8 +146,10 @@ async def test_crowding_alert_end_to_end(nats_server, rtsp_server, demo_clip, tm
         assert abs(cleared.peak_count - PEOPLE_IN_APRON_BY_EYE) <= 1, cleared.peak_count
         assert len(raised.boxes) == raised.count
         for x1, y1, x2, y2 in raised.boxes:
-            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
-            assert 0.05 <= (x1 + x2) / 2 <= 0.95 and 0.40 <= y2 <= 0.98  # feet in the apron
+            assert 0 <= x1 < x2 <= 1
+            assert 0 <= y1 < y2 <= 1
+            assert 0.05 <= (x1 + x2) / 2 <= 0.95
+            assert 0.40 <= y2 <= 0.98
 
         # one incident: the same id on raised and cleared; cleared because the stream ended
         assert cleared.id == raised.id
@@ -156,11 +161,14 @@ async def test_crowding_alert_end_to_end(nats_server, rtsp_server, demo_clip, tm
         assert raised.snapshot
         jpeg = await asyncio.wait_for(fetch_snapshot(nc, raised.snapshot), 10)
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        assert image is not None and image.shape == (576, 768, 3)
+        assert image is not None
+        assert image.shape == (576, 768, 3)
 
         # stored once each in JetStream, on the grid's subject
         js = nc.jetstream()
-        msg = await js.get_last_msg("GW_ALERTS", "gw.v1.alerts.kdl-shaoxian-01.school-09-south-gate.crowding")
+        msg = await js.get_last_msg(
+            "GW_ALERTS", "gw.v1.alerts.kdl-shaoxian-01.school-09-south-gate.crowding"
+        )
         assert Alert.model_validate_json(msg.data).state is IncidentState.CLEARED
         assert grid_b_messages == []
     finally:

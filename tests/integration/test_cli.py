@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def gw(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_help_lists_the_commands() -> None:
@@ -42,7 +44,9 @@ def test_config_check_ok() -> None:
 
 def test_config_check_reports_every_error_and_fails(tmp_path: Path) -> None:
     bad = (REPO / "configs" / "example.yaml").read_text()
-    bad = bad.replace("grid: kdl-shaoxian-01", "grid: nowhere").replace("min_count: 6", "min_count: -6")
+    bad = bad.replace("grid: kdl-shaoxian-01", "grid: nowhere").replace(
+        "min_count: 6", "min_count: -6"
+    )
     bad = bad.replace("analysis_fps: 2", "analysis_fps: 2\n    colour: red")
     path = tmp_path / "bad.yaml"
     path.write_text(bad)
@@ -114,3 +118,28 @@ async def test_alerts_tail_replays_with_since_and_filters_by_grid(nats_server) -
     alerts = [Alert.model_validate(json.loads(line)) for line in lines]
     assert [a.camera_id for a in alerts] == ["cam-1", "cam-3"]
     assert all(a.grid_id == "grid-a" for a in alerts)
+
+
+@pytest.mark.timeout(60)
+async def test_alerts_tail_started_before_any_worker_waits_for_the_stream(nats_server) -> None:  # type: ignore[no-untyped-def]
+    proc = await asyncio.create_subprocess_exec(
+        EXE, "alerts", "tail", "--json", "--nats", nats_server.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert proc.stdout is not None
+        warning = await asyncio.wait_for(proc.stderr.readline(), 20)
+        assert b"does not exist yet" in warning
+        nc = await connect_flushed(nats_server.url)
+        try:
+            await ensure_alert_infra(nc.jetstream())
+            await asyncio.sleep(2.5)  # the tail notices the stream and subscribes for NEW alerts
+            await AlertPublisher(nc).publish(_alert("grid-a", "cam-9", 9))
+        finally:
+            await nc.drain()
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert Alert.model_validate_json(line).camera_id == "cam-9"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)

@@ -50,7 +50,8 @@ def test_file_plays_at_native_rate(readers) -> None:  # type: ignore[no-untyped-
     assert frame.image.shape == (576, 768, 3)
     assert frame.camera_id == "cam"
     assert abs(frame.wall_ts - time.time()) < 5
-    assert r.stats.codec and r.stats.stream_fps == pytest.approx(10, abs=0.1)
+    assert r.stats.codec
+    assert r.stats.stream_fps == pytest.approx(10, abs=0.1)
 
 
 def test_short_file_ends_and_looping_file_does_not(readers, demo_clip) -> None:  # type: ignore[no-untyped-def]

@@ -58,7 +58,8 @@ cameras:
             first = alert
             break
         assert first is not None
-        assert first.camera_id == "good" and first.state is IncidentState.RAISED
+        assert first.camera_id == "good"
+        assert first.state is IncidentState.RAISED
         assert first.grid_id == "grid-a"
         for _ in range(50):
             if {"good", "broken"} <= set(health) and health["broken"]["failures"]:
@@ -97,7 +98,8 @@ cameras:
         a, b = cfg.cameras
         changes = await worker.apply_cameras([a, b.model_copy(update={"id": "c"})])
         assert changes == {"started": ["c"], "stopped": ["b"], "restarted": []}
-        assert worker.readers["a"] is reader_a and reader_a.alive  # undisturbed
+        assert worker.readers["a"] is reader_a
+        assert reader_a.alive
         await asyncio.sleep(2)
         assert worker.readers["c"].stats.frames_decoded > 0
         # a changed camera is restarted, a disabled one stopped

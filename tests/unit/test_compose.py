@@ -15,7 +15,10 @@ def _compose_cmd() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-    assert probe.returncode == 0, "neither docker-compose nor the docker compose plugin is installed (./run setup installs docker-compose)"
+    assert probe.returncode == 0, (
+        "neither docker-compose nor the docker compose plugin is installed "
+        "(./run setup installs docker-compose)"
+    )
     return ["docker", "compose"]
 
 

@@ -30,7 +30,8 @@ GOOD = textwrap.dedent(
         zones:
           - {id: apron, polygon: [[0.05, 0.40], [0.95, 0.40], [0.95, 0.98], [0.05, 0.98]]}
         rules:
-          - {type: crowding, zone: apron, min_count: 6, min_duration_s: 10, clear_after_s: 15, schedule: school-hours}
+          - {type: crowding, zone: apron, min_count: 6, min_duration_s: 10, clear_after_s: 15,
+             schedule: school-hours}
     """
 )
 
@@ -67,17 +68,19 @@ def test_shipped_configs_are_valid(path: str) -> None:
         (
             "schedule: school-hours}",
             "schedule: nights}",
-            "cfg.yaml:18:92: cameras[0].rules[0].schedule: unknown schedule 'nights'",
+            "cfg.yaml:19:10: cameras[0].rules[0].schedule: unknown schedule 'nights'",
         ),
         (
             "min_count: 6",
             "min_count: -2",
-            "cfg.yaml:18:39: cameras[0].rules[0].min_count: Input should be greater than or equal to 1",
+            "cfg.yaml:18:39: cameras[0].rules[0].min_count: "
+            "Input should be greater than or equal to 1",
         ),
         (
             "min_duration_s: 10",
             "min_duration_s: -1",
-            "cfg.yaml:18:53: cameras[0].rules[0].min_duration_s: Input should be greater than or equal to 0",
+            "cfg.yaml:18:53: cameras[0].rules[0].min_duration_s: "
+            "Input should be greater than or equal to 0",
         ),
         (
             "[0.05, 0.40], [0.95, 0.40], [0.95, 0.98], [0.05, 0.98]",
@@ -89,17 +92,39 @@ def test_shipped_configs_are_valid(path: str) -> None:
             "[1.5, 0.98], [0.05, 0.98]",
             "cfg.yaml:16:21: cameras[0].zones[0].polygon: point 2 (1.5, 0.98) is outside 0..1",
         ),
-        ("analysis_fps: 2", "analysis_fps: 0", "cameras[0].analysis_fps: Input should be greater than 0"),
-        ("analysis_fps: 2", "analysis_fps: 2\n    fps: 3", "cfg.yaml:15:5: cameras[0].fps: unknown field 'fps'"),
-        ('"07:00"', '"7am"', "cfg.yaml:6:41: schedules.school-hours[0].between: time '7am' must be HH:MM"),
+        (
+            "analysis_fps: 2",
+            "analysis_fps: 0",
+            "cameras[0].analysis_fps: Input should be greater than 0",
+        ),
+        (
+            "analysis_fps: 2",
+            "analysis_fps: 2\n    fps: 3",
+            "cfg.yaml:15:5: cameras[0].fps: unknown field 'fps'",
+        ),
+        (
+            '"07:00"',
+            '"7am"',
+            "cfg.yaml:6:41: schedules.school-hours[0].between: time '7am' must be HH:MM",
+        ),
         ("[mon, tue,", "[monday, tue,", "schedules.school-hours[0].days[0]: Input should be 'mon'"),
-        ("timezone: Asia/Shanghai", "timezone: Mars/Olympus", "cfg.yaml:1:1: timezone: unknown time zone"),
-        ("url: \"rtsp://127.0.0.1:8554/gate\"", "url: \"http://x/y\"", "cameras[0].url: url must be rtsp://"),
+        (
+            "timezone: Asia/Shanghai",
+            "timezone: Mars/Olympus",
+            "cfg.yaml:1:1: timezone: unknown time zone",
+        ),
+        (
+            'url: "rtsp://127.0.0.1:8554/gate"',
+            'url: "http://x/y"',
+            "cameras[0].url: url must be rtsp://",
+        ),
         ("id: cam-1", "id: cam 1", "cameras[0].id: String should match pattern"),
-        ("    name: \"南门\"\n", "", None),  # name is optional: still valid
+        ('    name: "南门"\n', "", None),  # name is optional: still valid
     ],
 )
-def test_each_bad_field_is_reported_with_its_place(old: str, new: str, expected: str | None) -> None:
+def test_each_bad_field_is_reported_with_its_place(
+    old: str, new: str, expected: str | None
+) -> None:
     assert old in GOOD
     text = GOOD.replace(old, new, 1)
     if expected is None:
@@ -120,14 +145,13 @@ def test_all_errors_are_reported_at_once() -> None:
 def test_missing_required_field() -> None:
     text = GOOD.replace('    url: "rtsp://127.0.0.1:8554/gate"\n', "")
     assert any(
-        e.startswith("cfg.yaml:10:5: cameras[0].url: required field is missing") for e in errors_of(text)
+        e.startswith("cfg.yaml:10:5: cameras[0].url: required field is missing")
+        for e in errors_of(text)
     )
 
 
 def test_duplicate_ids() -> None:
-    text = GOOD + textwrap.indent(
-        GOOD.split("cameras:\n", 1)[1].replace("南门", "北门"), ""
-    )
+    text = GOOD + textwrap.indent(GOOD.split("cameras:\n", 1)[1].replace("南门", "北门"), "")
     assert any("duplicate camera id 'cam-1'" in e for e in errors_of(text))
 
 
@@ -159,5 +183,7 @@ def test_every_field_has_title_and_description() -> None:
     for m in models:
         for name, f in m.model_fields.items():
             schema_props[f"{m.__name__}.{name}"] = (f.title, f.description)
-    missing = [k for k, (t, d) in schema_props.items() if not d or (not t and not k.endswith(".id"))]
+    missing = [
+        k for k, (t, d) in schema_props.items() if not d or (not t and not k.endswith(".id"))
+    ]
     assert not missing, missing

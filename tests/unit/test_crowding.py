@@ -1,4 +1,4 @@
-"""Crowding rule tables: onset, hysteresis, schedule boundaries, threshold, one incident per crowd."""
+"""Crowding rule tables: onset, hysteresis, schedule boundaries, threshold, one incident."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def people(n_in: int, n_out: int = 0) -> Detections:
     )
 
 
-def run(rule: CrowdingRule, counts: Sequence[int | None], t0: float = 0.0, dt_s: float = 1.0) -> list[tuple[float, str, int]]:
+def run(
+    rule: CrowdingRule, counts: Sequence[int | None], t0: float = 0.0, dt_s: float = 1.0
+) -> list[tuple[float, str, int]]:
     """Feed one count per second (None = no frame), return (t, state, count) of events."""
     out = []
     for i, c in enumerate(counts):
@@ -41,7 +43,9 @@ def run(rule: CrowdingRule, counts: Sequence[int | None], t0: float = 0.0, dt_s:
     return out
 
 
-def make(min_count: int = 3, dur: float = 3, clear: float = 3, gap: float = 0, upd: float = 0) -> CrowdingRule:
+def make(
+    min_count: int = 3, dur: float = 3, clear: float = 3, gap: float = 0, upd: float = 0
+) -> CrowdingRule:
     return CrowdingRule(ZONE, CrowdingParams(min_count, dur, clear, gap, upd))
 
 
@@ -57,8 +61,16 @@ def make(min_count: int = 3, dur: float = 3, clear: float = 3, gap: float = 0, u
         ([3, 3, 3, 3, 2, 2, 2, 2], [(3, "raised", 3), (6, "cleared", 2)]),  # 3 s after last crowd
         ([3, 3, 3, 3, 2, 2, 3, 2, 2, 2], [(3, "raised", 3), (9, "cleared", 2)]),
         # one incident per crowd however long it lasts, updates when the count changes
-        ([3, 3, 3, 3, 4, 4, 5, 3, 0, 0, 0],
-         [(3, "raised", 3), (4, "updated", 4), (6, "updated", 5), (7, "updated", 3), (10, "cleared", 0)]),
+        (
+            [3, 3, 3, 3, 4, 4, 5, 3, 0, 0, 0],
+            [
+                (3, "raised", 3),
+                (4, "updated", 4),
+                (6, "updated", 5),
+                (7, "updated", 3),
+                (10, "cleared", 0),
+            ],
+        ),
         # a camera that goes away (no frames) clears a raised incident after clear_after_s
         ([3, 3, 3, 3, None, None, None, None], [(3, "raised", 3), (6, "cleared", 0)]),
         # no data during onset never raises
@@ -84,17 +96,24 @@ def test_onset_gap_tolerates_short_dips() -> None:
 
 def test_started_at_is_onset_and_ids_are_stable() -> None:
     rule = make()
-    evs = [e for i, c in enumerate([3, 3, 3, 3, 0, 0, 0, 0]) for e in rule.update(people(c), 100.0 + i)]
+    evs = [
+        e for i, c in enumerate([3, 3, 3, 3, 0, 0, 0, 0]) for e in rule.update(people(c), 100.0 + i)
+    ]
     assert [e.state for e in evs] == [IncidentState.RAISED, IncidentState.CLEARED]
     assert evs[0].started_at == evs[1].started_at == 100.0
     assert evs[0].incident_id("cam") == evs[1].incident_id("cam")
-    assert evs[0].sequence == 0 and evs[1].sequence == 1
+    assert evs[0].sequence == 0
+    assert evs[1].sequence == 1
     assert evs[1].peak_count == 3
 
 
 def test_two_crowds_are_two_incidents() -> None:
     rule = make()
-    evs = [e for i, c in enumerate([3] * 4 + [0] * 4 + [3] * 4) for e in rule.update(people(c), float(i))]
+    evs = [
+        e
+        for i, c in enumerate([3] * 4 + [0] * 4 + [3] * 4)
+        for e in rule.update(people(c), float(i))
+    ]
     raised = [e for e in evs if e.state is IncidentState.RAISED]
     assert len(raised) == 2
     assert raised[0].incident_id("c") != raised[1].incident_id("c")
@@ -142,7 +161,10 @@ def at(day: int, hh: int, mm: int, ss: int = 0) -> float:
 )
 def test_schedule_boundaries(ts: float, active: bool) -> None:
     s = Schedule(
-        [(frozenset({"mon", "tue", "wed", "thu", "fri"}), 7 * 60, 8 * 60 + 30), (frozenset({"mon"}), 22 * 60, 6 * 60)],
+        [
+            (frozenset({"mon", "tue", "wed", "thu", "fri"}), 7 * 60, 8 * 60 + 30),
+            (frozenset({"mon"}), 22 * 60, 6 * 60),
+        ],
         TZ,
     )
     assert s.is_active(ts) is active

@@ -73,7 +73,8 @@ def alert_label(alert: Alert) -> str:
     t = alert.observed_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return (
         f"{alert.type} {alert.state.value}: {alert.count} (peak {alert.peak_count})  {t}  "
-        f"{alert.camera_name}"
+        # OpenCV's Hershey fonts draw ASCII only: a Chinese camera name would come out as "???"
+        f"{alert.camera_name if alert.camera_name.isascii() else alert.camera_id}"
     )
 
 

@@ -26,7 +26,8 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 def check_token(value: str, what: str = "token") -> str:
     if not TOKEN_RE.fullmatch(value):
         raise ValueError(
-            f"{what} {value!r} must be letters, digits, '-' or '_' (it becomes a NATS subject token)"
+            f"{what} {value!r} must be letters, digits, '-' or '_' "
+            "(it becomes a NATS subject token)"
         )
     return value
 

@@ -118,6 +118,21 @@ class _Follower:
             cfg.opt_start_seq = self._new_from
         return cfg
 
+    async def wait_for_stream(self, stop: asyncio.Event | None, poll_s: float = 1.0) -> bool:
+        """Wait until the alert stream exists (a tail started before any worker); False when
+        ``stop`` is set first."""
+        warned = False
+        while stop is None or not stop.is_set():
+            try:
+                await self._js.stream_info(ALERTS_STREAM)
+                return True
+            except nats.js.errors.NotFoundError:
+                if not warned:
+                    log.warning("stream %s does not exist yet; waiting for a worker", ALERTS_STREAM)
+                    warned = True
+            await asyncio.sleep(poll_s)
+        return False
+
     async def open(self) -> None:
         if self._since is None and self._new_from is None:
             info = await self._js.stream_info(ALERTS_STREAM)
@@ -229,6 +244,8 @@ async def iter_alerts(
     )
     get: asyncio.Task[Msg] | None = None
     try:
+        if not await follower.wait_for_stream(stop):
+            return
         await follower.open()
         while stop is None or not stop.is_set():
             get = asyncio.ensure_future(follower.next())

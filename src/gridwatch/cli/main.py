@@ -38,7 +38,9 @@ LogLevel = Annotated[
 ]
 NatsUrl = Annotated[
     str | None,
-    typer.Option("--nats", help="NATS URL; default: the config's nats.url or nats://127.0.0.1:4222."),
+    typer.Option(
+        "--nats", help="NATS URL; default: the config's nats.url or nats://127.0.0.1:4222."
+    ),
 ]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
@@ -182,9 +184,9 @@ def snapshot_get(
 
 @app.command()
 def demo(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="Demo config.")
-    ] = Path("configs/demo.yaml"),
+    config: Annotated[Path, typer.Option("--config", "-c", help="Demo config.")] = Path(
+        "configs/demo.yaml"
+    ),
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,

@@ -141,6 +141,7 @@ class CrowdingRule:
     def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
         """Feed one observation (``None``: no frame could be analysed) at time ``ts``."""
         p = self.params
+        boxes: tuple[Box, ...]
         if detections is None:
             count, boxes = 0, ()
             observed = False

@@ -65,4 +65,7 @@ class Zone:
 
     def pixel_polygon(self, width: int, height: int) -> npt.NDArray[np.int32]:
         """The polygon in pixels, for drawing."""
-        return np.round(self._poly * np.array([width, height])).astype(np.int32)
+        px: npt.NDArray[np.int32] = np.round(self._poly * np.array([width, height])).astype(
+            np.int32
+        )
+        return px
