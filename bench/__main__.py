@@ -1,8 +1,13 @@
-"""``./run bench [NAME] [ARGS]``: run one benchmark (default ``slice``).
+"""``./run bench [NAME] [ARGS]``: run one benchmark (default ``multicam``).
 
 Benchmarks:
+  multicam  many cameras on this CPU: our worker (motion gate, regions, batching, OpenVINO)
+          against the naive ultralytics and OpenCV loops on the same RTSP streams; capacity,
+          frame age, region recall/CPU, decode CPU (``--quick --json FILE``: ~5 minutes).
   slice   the vertical slice: real RTSP camera → worker → JetStream; time to first alert,
           detector ms per frame, worker CPU, frame age.
+  push    alert raised → Web Push received and decrypted on loopback (p50, p99).
+  camera-add  `gridwatch camera add` → first analysed frame on a running worker, by stage.
 """
 
 from __future__ import annotations
@@ -11,11 +16,23 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    name = argv[0] if argv and not argv[0].startswith("-") else "slice"
+    name = argv[0] if argv and not argv[0].startswith("-") else "multicam"
     rest = argv[1:] if argv and not argv[0].startswith("-") else argv
     if name in ("-h", "--help", "help"):
         print(__doc__)
         return 0
+    if name == "multicam":
+        from bench.multicam import main as run_multicam
+
+        return run_multicam(rest)
+    if name == "push":
+        from bench.push_latency import main as run_push
+
+        return run_push(rest)
+    if name == "camera-add":
+        from bench.camera_add_latency import main as run_camera_add
+
+        return run_camera_add(rest)
     if name == "slice":
         from bench.slice import main as run
 

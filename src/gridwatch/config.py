@@ -35,6 +35,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gridwatch.alerts.subjects import TOKEN_RE
+from gridwatch.analysis_settings import AnalysisConfig, MetricsConfig
+from gridwatch.auth.models import UserConfig, user_reference_issues
+from gridwatch.cases.settings import CasesConfig
+from gridwatch.notify.settings import NotifyConfig
+from gridwatch.rules.settings import (
+    FallRuleConfig,
+    IntrusionRuleConfig,
+    LineCrossingRuleConfig,
+    LoiteringRuleConfig,
+    OfflineRuleConfig,
+    TamperRuleConfig,
+    VehicleStopRuleConfig,
+    rule_reference_issues,
+)
 from gridwatch.yaml_locations import LocatedDocument, YamlSyntaxError, load_yaml_with_locations
 
 Id = Annotated[
@@ -72,8 +86,12 @@ class NatsConfig(_Strict):
 
 
 class DetectorConfig(_Strict):
-    backend: Literal["ultralytics"] = Field(
-        default="ultralytics", title="Backend", description="Inference backend."
+    backend: Literal["ultralytics", "darknet", "openvino", "onnx"] = Field(
+        default="openvino",
+        title="Backend",
+        description="Inference backend: openvino (default, the fastest measured on CPU) and onnx "
+        "run an export of the ultralytics weights, made offline on first use and cached by "
+        "their sha256; ultralytics runs the .pt; darknet is COCO YOLOv3-tiny.",
     )
     model: str = Field(
         default="default",
@@ -92,7 +110,21 @@ class DetectorConfig(_Strict):
         default=None,
         ge=1,
         title="Threads",
-        description="Inference threads; default all cores (ultralytics alone would use 1 here).",
+        description="Inference threads; default all cores (ultralytics alone would use 1 here). "
+        "openvino: threads per stream, default cores / streams.",
+    )
+    precision: Literal["f32", "bf16", "f16", "auto"] = Field(
+        default="f32",
+        title="Precision",
+        description="openvino: inference precision. bf16 (or auto on CPUs with AVX512-BF16/AMX) "
+        "halves the CPU per frame; f32 matches the .pt's boxes exactly.",
+    )
+    streams: int | None = Field(
+        default=None,
+        ge=1,
+        title="Streams",
+        description="openvino: inferences run in parallel (one per core is the most frames per "
+        "CPU-second); default 1 per core.",
     )
 
 
@@ -145,7 +177,72 @@ class ZoneConfig(_Strict):
         for i, (x, y) in enumerate(v):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"point {i} ({x}, {y}) is outside 0..1")
+        crossing = _self_intersection(v)
+        if crossing is not None:
+            a, b = crossing
+            raise ValueError(
+                f"the polygon crosses itself (edge {a}-{(a + 1) % len(v)} crosses edge "
+                f"{b}-{(b + 1) % len(v)}): list the points in order around the outline, "
+                "clockwise or anticlockwise"
+            )
         return v
+
+
+def _self_intersection(points: Sequence[tuple[float, float]]) -> tuple[int, int] | None:
+    """The first pair of non-adjacent edges that cross or touch, or None for a simple polygon.
+
+    Why it matters: a "bow-tie" (points out of order) makes even-odd membership count a
+    different area than the one the engineer drew, so people are counted in the wrong place
+    with no error anywhere. O(n²) is fine for hand-drawn polygons.
+    """
+
+    def orient(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> int:
+        v = (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+        return 0 if abs(v) < 1e-12 else (1 if v > 0 else -1)
+
+    def on_segment(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> bool:
+        return min(p[0], r[0]) <= q[0] <= max(p[0], r[0]) and min(p[1], r[1]) <= q[1] <= max(
+            p[1], r[1]
+        )
+
+    def cross(
+        p1: tuple[float, float],
+        p2: tuple[float, float],
+        q1: tuple[float, float],
+        q2: tuple[float, float],
+    ) -> bool:
+        o1, o2, o3, o4 = (
+            orient(p1, p2, q1),
+            orient(p1, p2, q2),
+            orient(q1, q2, p1),
+            orient(q1, q2, p2),
+        )
+        if o1 != o2 and o3 != o4:
+            return True
+        return (
+            (o1 == 0 and on_segment(p1, q1, p2))
+            or (o2 == 0 and on_segment(p1, q2, p2))
+            or (o3 == 0 and on_segment(q1, p1, q2))
+            or (o4 == 0 and on_segment(q1, p2, q2))
+        )
+
+    n = len(points)
+    pts = [(float(x), float(y)) for x, y in points]
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # adjacent through the closing edge
+            if cross(pts[i], pts[(i + 1) % n], pts[j], pts[(j + 1) % n]):
+                return i, j
+    return None
+
+
+class PrivacyMaskConfig(ZoneConfig):
+    """An area excluded from analysis and from every picture (the windows of a home).
+
+    Same shape as a zone so the same tools edit both; a separate type so a rule can never be
+    pointed at a mask by mistake.
+    """
 
 
 class CrowdingRuleConfig(_Strict):
@@ -187,7 +284,22 @@ class CrowdingRuleConfig(_Strict):
     )
 
 
-RuleConfig = CrowdingRuleConfig
+RuleConfig = Annotated[
+    CrowdingRuleConfig
+    | LoiteringRuleConfig
+    | IntrusionRuleConfig
+    | LineCrossingRuleConfig
+    | VehicleStopRuleConfig
+    | FallRuleConfig
+    | TamperRuleConfig
+    | OfflineRuleConfig,
+    Field(discriminator="type"),
+]
+"""One entry of ``cameras[].rules``, chosen by its ``type`` (the new types: rules/settings.py)."""
+RULE_TYPES = (
+    "crowding", "loitering", "intrusion", "line_crossing", "vehicle_stop", "fall", "tamper",
+    "offline",
+)  # fmt: skip
 
 
 class CameraConfig(_Strict):
@@ -196,6 +308,18 @@ class CameraConfig(_Strict):
     grid: str = Field(title="Grid", description="Id of the grid responsible for this camera.")
     url: str = Field(
         title="URL", description="rtsp:// or rtsps:// stream, or a local video file path."
+    )
+    sub_url: str | None = Field(
+        default=None,
+        title="Sub-stream URL",
+        description="The camera's low-resolution stream; when set, it is analysed instead of "
+        "``url`` (decode is the floor of a worker's cost).",
+    )
+    lat: float | None = Field(
+        default=None, ge=-90, le=90, title="Latitude", description="WGS-84 degrees, for maps."
+    )
+    lon: float | None = Field(
+        default=None, ge=-180, le=180, title="Longitude", description="WGS-84 degrees, for maps."
     )
     loop: bool = Field(
         default=False,
@@ -216,12 +340,24 @@ class CameraConfig(_Strict):
     rules: list[RuleConfig] = Field(
         default_factory=list, title="Rules", description="What raises alerts on this camera."
     )
+    privacy_masks: list[PrivacyMaskConfig] = Field(
+        default_factory=list,
+        title="Privacy masks",
+        description="Normalized polygons blacked out before motion and detection run and in "
+        "every snapshot (e.g. the windows of homes facing a square).",
+    )
 
-    @field_validator("url")
+    @field_validator("url", "sub_url")
     @classmethod
-    def _url_scheme(cls, v: str) -> str:
+    def _url_scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if "://" in v and not v.startswith(("rtsp://", "rtsps://", "file://")):
-            raise ValueError("url must be rtsp://, rtsps:// or a local file path")
+            scheme = v.split("://", 1)[0]
+            raise ValueError(
+                f"url must be rtsp://, rtsps:// or a local file path, not {scheme}:// "
+                "(an ONVIF camera's RTSP address is listed by `gridwatch camera discover`)"
+            )
         if not v.strip():
             raise ValueError("url must not be empty")
         return v
@@ -231,15 +367,72 @@ class CameraConfig(_Strict):
         return not self.url.startswith(("rtsp://", "rtsps://"))
 
 
+class SpoolConfig(_Strict):
+    """The worker's local spool for alerts while NATS is unreachable (``alerts.spool``)."""
+
+    dir: str | None = Field(
+        default=None,
+        title="Directory",
+        description="Where spooled alerts and snapshots are kept, one directory per worker "
+        "(locked while in use); none: spool/ under $GRIDWATCH_CACHE or ~/.cache/gridwatch.",
+    )
+    max_items: int = Field(
+        default=10000, ge=1, title="Most alerts", description="Spooled alerts at most."
+    )
+    max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024 * 1024,
+        title="Most bytes",
+        description="Disk the spool may use; past it snapshots are dropped first, then alerts.",
+    )
+    direct_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        title="Direct attempts",
+        description="Tries of a live publish before the alert goes to the spool instead.",
+    )
+
+
 class AlertsConfig(_Strict):
     retention_days: float = Field(
-        default=30.0, gt=0, title="Retention", description="Days alerts and snapshots are kept."
+        default=30.0, gt=0, title="Retention", description="Days alerts are kept (GW_ALERTS)."
+    )
+    snapshot_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        title="Snapshot retention",
+        description="Days snapshots are kept (gw_snapshots TTL); none: as long as alerts.",
     )
     duplicate_window_s: float = Field(
         default=120.0,
         gt=0,
         title="Duplicate window",
-        description="JetStream de-duplication window for Nats-Msg-Id.",
+        description="JetStream de-duplication window for Nats-Msg-Id; spool replays after a "
+        "longer outage than this may store an alert whose first ack was lost twice.",
+    )
+    spool: SpoolConfig = Field(
+        default_factory=SpoolConfig,
+        title="Spool",
+        description="Local disk buffer used while NATS is unreachable.",
+    )
+
+
+class RegistryConfig(_Strict):
+    """The live camera registry (NATS KV bucket ``gw_cameras``, see ``gridwatch.registry``)."""
+
+    enabled: bool = Field(
+        default=False,
+        title="Cameras from the registry",
+        description="Workers run the cameras of the gw_cameras KV bucket and follow its changes "
+        "live, instead of this file's 'cameras' (seed the bucket with `gridwatch camera import`).",
+    )
+    history: int = Field(
+        default=16,
+        ge=1,
+        le=64,
+        title="History",
+        description="Revisions kept per camera (who changed what, and undo by hand).",
     )
 
 
@@ -266,6 +459,38 @@ class GridwatchConfig(_Strict):
     )
     cameras: list[CameraConfig] = Field(
         default_factory=list, title="Cameras", description="The cameras this deployment runs."
+    )
+    registry: RegistryConfig = Field(
+        default_factory=RegistryConfig,
+        title="Camera registry",
+        description="Take cameras from the live registry instead of 'cameras'.",
+    )
+    users: list[UserConfig] = Field(
+        default_factory=list,
+        title="Users",
+        description="NATS logins of people and services (`gridwatch nats-config` turns them "
+        "into server permissions).",
+    )
+    cases: CasesConfig = Field(
+        default_factory=CasesConfig,
+        title="Cases",
+        description="Deadlines, escalation and retention of alert cases.",
+    )
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig,
+        title="Notifications",
+        description="Web Push, webhooks and snapshot privacy for responders.",
+    )
+    analysis: AnalysisConfig = Field(
+        default_factory=AnalysisConfig,
+        title="Analysis",
+        description="Motion gate, region detection, batching and adaptive decode: detector "
+        "work only where something moves.",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        title="Metrics",
+        description="Prometheus /metrics endpoint of the worker.",
     )
 
     @field_validator("timezone")
@@ -319,18 +544,50 @@ def _issue(doc: LocatedDocument, path: Sequence[str | int], message: str) -> Con
     return ConfigIssue(doc.filename, loc[0], loc[1], _field_path(path), message)
 
 
-def _pydantic_issues(doc: LocatedDocument, exc: ValidationError) -> list[ConfigIssue]:
+def _pydantic_issues(
+    doc: LocatedDocument, exc: ValidationError, prefix: Sequence[str | int] = ()
+) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        loc = [
+            *prefix,
+            *(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))),
+        ]
         # tuple validators add an index after the field; keep it, it's the offending element
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = f"unknown field {loc[-1]!r}"
         elif err["type"] == "missing":
             message = "required field is missing"
+        loc = _without_union_tags(doc.data, loc)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("type")
+            if err["type"] == "union_tag_invalid":
+                message = f"unknown rule type; known: {', '.join(RULE_TYPES)}"
+            else:
+                message = "required field is missing"
         issues.append(_issue(doc, loc, message))
     return issues
+
+
+def _without_union_tags(data: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """Drop the tag pydantic puts in an error's path inside a discriminated union
+    (``rules.0.loitering.min_dwell_s`` → ``rules.0.min_dwell_s``): it is no key of the document.
+    """
+    out: list[str | int] = []
+    node: Any = data
+    for p in loc:
+        tag = isinstance(node, dict) and isinstance(p, str) and p not in node
+        if tag and node.get("type") == p:
+            continue
+        out.append(p)
+        if isinstance(node, dict) and isinstance(p, str):
+            node = node.get(p)
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            node = node[p]
+        else:
+            node = None
+    return out
 
 
 def _ids(items: Any) -> list[Any]:
@@ -362,35 +619,52 @@ def _reference_issues(doc: LocatedDocument, data: dict[str, Any]) -> list[Config
         if cid is not None and cid in seen_cams:
             issues.append(_issue(doc, (*base, "id"), f"duplicate camera id {cid!r}"))
         seen_cams.add(cid)
-        grid = cam.get("grid")
-        if isinstance(grid, str) and grid not in grid_ids:
-            known = ", ".join(str(g) for g in grid_ids) or "none defined"
-            issues.append(_issue(doc, (*base, "grid"), f"unknown grid {grid!r} (known: {known})"))
-        zone_ids = _ids(cam.get("zones"))
-        for zi, zid in enumerate(zone_ids):
-            if zid is not None and zone_ids.index(zid) != zi:
-                issues.append(
-                    _issue(doc, (*base, "zones", zi, "id"), f"duplicate zone id {zid!r}")
-                )
-        rules = cam.get("rules")
-        for ri, rule in enumerate(rules if isinstance(rules, list) else []):
-            if not isinstance(rule, dict):
-                continue
-            rpath = (*base, "rules", ri)
-            zone = rule.get("zone")
-            if isinstance(zone, str) and zone not in zone_ids:
-                known = ", ".join(str(z) for z in zone_ids) or "none defined"
-                issues.append(
-                    _issue(doc, (*rpath, "zone"), f"unknown zone {zone!r} (known: {known})")
-                )
-            sched = rule.get("schedule")
-            if isinstance(sched, str) and sched not in schedule_names:
-                known = ", ".join(schedule_names) or "none defined"
-                issues.append(
-                    _issue(
-                        doc, (*rpath, "schedule"), f"unknown schedule {sched!r} (known: {known})"
-                    )
-                )
+        issues.extend(_camera_reference_issues(doc, base, cam, grid_ids, schedule_names))
+    for path, message in user_reference_issues(data.get("users"), grid_ids, schedule_names):
+        issues.append(_issue(doc, path, message))
+    return issues
+
+
+def _camera_reference_issues(
+    doc: LocatedDocument,
+    base: tuple[str | int, ...],
+    cam: dict[str, Any],
+    grid_ids: list[Any],
+    schedule_names: list[str],
+) -> list[ConfigIssue]:
+    """One camera's cross-references (grid, zones, schedules): shared by the whole-file check
+    and :func:`check_camera`, so a camera added live is held to the same rules as the file."""
+    issues: list[ConfigIssue] = []
+    grid = cam.get("grid")
+    if isinstance(grid, str) and grid not in grid_ids:
+        known = ", ".join(str(g) for g in grid_ids) or "none defined"
+        issues.append(_issue(doc, (*base, "grid"), f"unknown grid {grid!r} (known: {known})"))
+    zone_ids = _ids(cam.get("zones"))
+    for zi, zid in enumerate(zone_ids):
+        if zid is not None and zone_ids.index(zid) != zi:
+            issues.append(_issue(doc, (*base, "zones", zi, "id"), f"duplicate zone id {zid!r}"))
+    mask_ids = _ids(cam.get("privacy_masks"))
+    for mi, mid in enumerate(mask_ids):
+        if mid is not None and mask_ids.index(mid) != mi:
+            issues.append(
+                _issue(doc, (*base, "privacy_masks", mi, "id"), f"duplicate mask id {mid!r}")
+            )
+    rules = cam.get("rules")
+    for ri, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        rpath = (*base, "rules", ri)
+        zone = rule.get("zone")
+        if isinstance(zone, str) and zone not in zone_ids:
+            known = ", ".join(str(z) for z in zone_ids) or "none defined"
+            issues.append(_issue(doc, (*rpath, "zone"), f"unknown zone {zone!r} (known: {known})"))
+        sched = rule.get("schedule")
+        if isinstance(sched, str) and sched not in schedule_names:
+            known = ", ".join(schedule_names) or "none defined"
+            issues.append(
+                _issue(doc, (*rpath, "schedule"), f"unknown schedule {sched!r} (known: {known})")
+            )
+    issues.extend(_issue(doc, (*base, *p), m) for p, m in rule_reference_issues(rules))
     return issues
 
 
@@ -415,6 +689,42 @@ def parse_config(text: str, filename: str = "<config>") -> GridwatchConfig:
     if issues or cfg is None:
         raise ConfigError(issues)
     return cfg
+
+
+def check_camera(
+    data: Any,
+    config: GridwatchConfig,
+    *,
+    doc: LocatedDocument | None = None,
+    path: Sequence[str | int] = (),
+) -> CameraConfig:
+    """Validate one camera (a mapping shaped like a ``cameras:`` entry) exactly as
+    :func:`parse_config` validates each camera of a file, against ``config``'s grids and
+    schedules; return it or raise :class:`ConfigError` with every problem.
+
+    The camera registry and ``gridwatch camera add``/``import`` use this, so a camera that
+    reaches a worker live passed the same checks as one in a file. ``doc``/``path`` locate the
+    issues in the document the camera came from (an imported YAML file, a CSV row); duplicate
+    camera ids are the caller's concern (it knows what else exists).
+    """
+    where = doc or LocatedDocument(filename="<camera>", data=data)
+    base = tuple(path)
+    if not isinstance(data, dict):
+        raise ConfigError([_issue(where, base, "a camera must be a mapping of settings")])
+    issues: list[ConfigIssue] = []
+    cam: CameraConfig | None = None
+    try:
+        cam = CameraConfig.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(where, exc, base))
+    issues.extend(
+        _camera_reference_issues(
+            where, base, data, [g.id for g in config.grids], list(config.schedules)
+        )
+    )
+    if issues or cam is None:
+        raise ConfigError(issues)
+    return cam
 
 
 def load_config(path: str | Path) -> GridwatchConfig:

@@ -17,10 +17,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from gridwatch.analysis import CameraAnalyser
 from gridwatch.config import CameraConfig
 from gridwatch.detectors.base import Detector
-from gridwatch.ingest.reader import CameraReader
+from gridwatch.ingest.masks import PrivacyMasker
+from gridwatch.ingest.motion import luma_plane
+from gridwatch.ingest.reader import CameraReader, RawFrame
 from gridwatch.model import Detections, Frame, IncidentEvent
+from gridwatch.rules.base import FrameSample, thumbnail
 from gridwatch.rules.engine import CameraRules
 from gridwatch.tracking import CameraTracker
 
@@ -36,6 +40,8 @@ class PipelineStats:
     detector_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     frame_age_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     last_count: int = 0
+    analysed_mono: deque[float] = field(default_factory=lambda: deque(maxlen=50))
+    """When recent frames were analysed (the measured analysis rate)."""
     events: int = 0
     errors: int = 0
 
@@ -52,8 +58,13 @@ class CameraPipeline:
         sink: EventSink,
         *,
         stale_after_s: float | None = None,
+        analyser: CameraAnalyser | None = None,
     ) -> None:
         self.camera = camera
+        self.analyser = analyser
+        """Motion gate, regions and batched detection (gridwatch.analysis); None: every
+        frame whole on the ``inference`` executor."""
+        self._raw: RawFrame | None = None
         self.reader = reader
         self.detector = detector
         self.inference = inference
@@ -62,8 +73,12 @@ class CameraPipeline:
         self.sink = sink
         self.period_s = 1.0 / camera.analysis_fps
         self.stale_after_s = stale_after_s or max(2.0, 3 * self.period_s)
+        # frame rules (offline) need ticks while no frame comes: wait at most 1 s for one then
+        self.idle_wait_s = min(self.stale_after_s, 1.0) if rules.frame_rules else self.stale_after_s
         self.stats = PipelineStats()
         self.last_frame: Frame | None = None
+        # privacy masks are painted on each frame as it is taken, before anything looks at it
+        self.masker = PrivacyMasker(m.polygon for m in camera.privacy_masks)
 
     async def _next_frame(self, wait_s: float) -> Frame | None:
         loop = asyncio.get_running_loop()
@@ -71,7 +86,8 @@ class CameraPipeline:
         while True:
             raw = self.reader.slot.take()
             if raw is not None:
-                return raw.to_frame()
+                self._raw = raw  # the analyser reads its Y plane: no colour conversion
+                return self.masker.apply(raw.to_frame())
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -82,9 +98,45 @@ class CameraPipeline:
         it includes any wait for the shared inference thread behind other cameras."""
         age_ms = (time.monotonic() - frame.mono_ts) * 1000.0
         t0 = time.perf_counter()
+        if not self.rules.needs_detections:  # only frame rules (tamper, offline): no detector
+            return Detections.empty((frame.width, frame.height)), 0.0, age_ms
         detections = self.detector.detect(frame.image)
         tracked = self.tracker.update(detections)
         return tracked, (time.perf_counter() - t0) * 1000.0, age_ms
+
+    async def _run_detector(self, frame: Frame) -> tuple[Detections, float | None, float | None]:
+        """Detections (tracked), detector ms and frame age ms (both None when the analyser
+        decided the detector need not run)."""
+        if self.analyser is None or not self.rules.needs_detections:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.inference, self._detect, frame)
+        raw = self._raw
+        luma = luma_plane(raw.video_frame) if raw is not None else None
+        result = await self.analyser.analyse(frame, luma)
+        return self.tracker.update(result.detections), result.detector_ms, result.frame_age_ms
+
+    def _stale_after(self) -> float:
+        """How long without frames means no data: longer while an idle camera decodes only
+        keyframes (one per GOP)."""
+        s = self.reader.stats
+        if s.keyframes_only and s.keyframe_interval_s > 0:
+            return max(self.stale_after_s, 2.5 * s.keyframe_interval_s)
+        return self.stale_after_s
+
+    def _frame_sample(self, frame: Frame | None) -> FrameSample:
+        """What the frame rules see now: the reader's monotonic times turned into wall time."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        s = self.reader.stats
+
+        def wall(mono: float | None) -> float | None:
+            return None if mono is None else now_wall - (now_mono - mono)
+
+        return FrameSample(
+            ts=frame.wall_ts if frame is not None else now_wall,
+            gray=thumbnail(frame.image) if frame is not None else None,
+            last_frame_ts=wall(s.last_frame_mono),
+            last_packet_ts=wall(s.last_packet_mono),
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,23 +144,27 @@ class CameraPipeline:
         last_seen = loop.time()
         while True:
             next_tick += self.period_s
-            frame = await self._next_frame(max(0.0, next_tick - loop.time()) + self.stale_after_s)
+            frame = await self._next_frame(max(0.0, next_tick - loop.time()) + self.idle_wait_s)
             try:
                 if frame is None:
-                    if loop.time() - last_seen >= self.stale_after_s:
+                    events = self.rules.update_frame(self._frame_sample(None))
+                    if loop.time() - last_seen >= self._stale_after():
                         self.stats.no_data_ticks += 1
-                        await self._handle(self.rules.update(None, time.time()), None)
+                        events += self.rules.update(None, time.time())
+                    await self._handle(events, None)
                     next_tick = loop.time()
                     continue
                 last_seen = loop.time()
-                detections, ms, age_ms = await loop.run_in_executor(
-                    self.inference, self._detect, frame
-                )
+                detections, ms, age_ms = await self._run_detector(frame)
                 self.stats.analysed += 1
-                self.stats.detector_ms.append(ms)
-                self.stats.frame_age_ms.append(age_ms)
+                self.stats.analysed_mono.append(time.monotonic())
+                if ms is not None and age_ms is not None:  # None: gated, no detector run
+                    self.stats.detector_ms.append(ms)
+                    self.stats.frame_age_ms.append(age_ms)
                 self.last_frame = frame
                 events = self.rules.update(detections, frame.wall_ts)
+                if self.rules.frame_rules:
+                    events += self.rules.update_frame(self._frame_sample(frame))
                 if self.rules.rules:
                     self.stats.last_count = self.rules.rules[0].count_in_zone(detections)[0]
                 await self._handle(events, frame)

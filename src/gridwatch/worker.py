@@ -15,27 +15,49 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
-from gridwatch.alerts.publisher import AlertPublisher
 from gridwatch.alerts.snapshots import SnapshotStore, alert_label, render_snapshot, snapshot_name
+from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import health_subject
+from gridwatch.analysis import CameraAnalyser
+from gridwatch.analysis import settings_from_config as analysis_settings
 from gridwatch.config import CameraConfig, GridwatchConfig
 from gridwatch.detectors import build_detector
 from gridwatch.detectors.base import Detector
+from gridwatch.detectors.batching import BatchingService
 from gridwatch.ingest.reader import CameraReader
+from gridwatch.ingest.urls import redact_url
+from gridwatch.metrics import WorkerMetrics
 from gridwatch.model import Alert, Frame, IncidentEvent
 from gridwatch.pipeline import CameraPipeline
-from gridwatch.rules.engine import CameraRules
+from gridwatch.rules.engine import CameraRules, RuleBuildError
 from gridwatch.tracking import CameraTracker
 
 log = logging.getLogger(__name__)
+
+HEALTH_EVENT_TYPES = frozenset({"offline", "tamper"})
+"""Incident types that change a camera's health: published on gw.v1.health at once."""
+
+
+def _rate(stamps: Iterable[float], now: float, window_s: float = 10.0) -> float | None:
+    """Events per second over the last ``window_s`` of monotonic ``stamps``.
+
+    >>> _rate([1.0, 1.5, 2.0, 2.5, 3.0], now=3.0)
+    2.0
+    """
+    recent = [t for t in stamps if now - t <= window_s]
+    if len(recent) < 2:
+        return None
+    span = recent[-1] - recent[0]
+    return round((len(recent) - 1) / span, 2) if span > 0 else None
 
 
 @dataclass
@@ -44,21 +66,37 @@ class _Outgoing:
     event: IncidentEvent
     frame: Frame | None
     zone_polygon: list[tuple[float, float]]
+    severity: str = "warning"
 
 
-async def connect_nats(url: str, *, name: str, connect_timeout_s: float = 5.0) -> NatsClient:
-    """Connect with endless reconnects: a worker outlives NATS restarts."""
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    connect_timeout_s: float = 5.0,
+    user: str | None = None,
+    password: str | None = None,
+) -> NatsClient:
+    """Connect with endless reconnects: a worker outlives NATS restarts. ``user`` and
+    ``password`` (else ``$GW_NATS_USER``/``$GW_NATS_PASSWORD``) log in to a secured server."""
+    from gridwatch.auth.client import resolve_credentials
+
+    user, password = resolve_credentials(user, password)
+    login = {"user": user, "password": password or ""} if user else {}
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
+    client: list[NatsClient] = []
+
     async def on_disconnect() -> None:
-        log.warning("nats: disconnected")
+        closing = bool(client) and (client[0].is_draining or client[0].is_closed)
+        log.log(logging.DEBUG if closing else logging.WARNING, "nats: disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats: reconnected")
 
-    return await nats.connect(
+    nc = await nats.connect(
         servers=[u.strip() for u in url.split(",")],
         name=name,
         connect_timeout=connect_timeout_s,
@@ -68,7 +106,10 @@ async def connect_nats(url: str, *, name: str, connect_timeout_s: float = 5.0) -
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        **login,  # type: ignore[arg-type]
     )
+    client.append(nc)
+    return nc
 
 
 class Worker:
@@ -82,6 +123,7 @@ class Worker:
         detector: Detector | None = None,
         health_interval_s: float = 10.0,
         outbox_size: int = 256,
+        registry: bool | None = None,
     ) -> None:
         self.config = config
         self.nats_url = nats_url or config.nats.url
@@ -94,11 +136,19 @@ class Worker:
         self.cameras: dict[str, CameraConfig] = {}
         self._camera_tasks: dict[str, asyncio.Task[None]] = {}
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.inference_service: BatchingService | None = None
+        """Detector work of every camera, batched and bounded (started by :meth:`run`)."""
+        self.analysers: dict[str, CameraAnalyser] = {}
+        self.metrics = WorkerMetrics()
+        self.metrics.bind(self)
         self.nc: NatsClient | None = None
         self.published = 0
+        self.spool: AlertSpool | None = None
         self.on_published: list[Callable[[Alert], None]] = []
         """Called with each alert once JetStream has stored it (the demo prints them)."""
         self.ready = asyncio.Event()
+        self.use_registry = config.registry.enabled if registry is None else registry
+        """Cameras from the gw_cameras KV bucket, followed live, instead of config.cameras."""
 
     async def _load_detector(self) -> Detector:
         if self._detector is not None:
@@ -109,9 +159,11 @@ class Worker:
             build_detector,
             d.model,
             d.confidence,
+            backend=d.backend,
             iou=d.iou,
             imgsz=d.imgsz,
             threads=d.threads,
+            **({"streams": d.streams, "precision": d.precision} if d.backend == "openvino" else {}),
         )
         log.info("detector %s loaded in %.1fs", d.model, time.perf_counter() - t0)
         return detector
@@ -121,6 +173,8 @@ class Worker:
             self.nats_url,
             name="gridwatch-worker",
             connect_timeout_s=self.config.nats.connect_timeout_s,
+            user=self.config.nats.user,
+            password=self.config.nats.password,
         )
         self.nc = nc
         js = nc.jetstream()
@@ -130,11 +184,31 @@ class Worker:
                 js,
                 max_age_s=self.config.alerts.retention_days * 86400,
                 duplicate_window_s=self.config.alerts.duplicate_window_s,
+                snapshot_ttl_s=None
+                if self.config.alerts.snapshot_retention_days is None
+                else self.config.alerts.snapshot_retention_days * 86400,
             )
-            publisher = AlertPublisher(nc, snapshots=SnapshotStore(infra.snapshots))
+            # alerts go to a local spool while NATS is unreachable, replayed in order after
+            spool_cfg = self.config.alerts.spool
+            self.spool = AlertSpool(
+                spool_cfg.dir, max_items=spool_cfg.max_items, max_bytes=spool_cfg.max_bytes
+            )
+            publisher = SpoolingPublisher(
+                nc,
+                self.spool,
+                snapshots=SnapshotStore(infra.snapshots),
+                direct_attempts=spool_cfg.direct_attempts,
+                duplicate_window_s=self.config.alerts.duplicate_window_s,
+                on_stored=lambda alert, _result: self._stored(alert),
+            )
+            tasks.append(asyncio.create_task(publisher.run_replay()))
             self._detector = await self._load_detector()
-            for cam in self.config.cameras:
-                self.start_camera(cam)
+            self._start_inference()
+            if self.use_registry:
+                tasks.append(await self._follow_registry(js))
+            else:
+                for cam in self.config.cameras:
+                    self.start_camera(cam)
             tasks.append(asyncio.create_task(self._drain_outbox(publisher)))
             tasks.append(asyncio.create_task(self._publish_health(nc)))
             self.ready.set()
@@ -148,8 +222,50 @@ class Worker:
                     await task
             await asyncio.gather(*(self.stop_camera(cid) for cid in list(self.pipelines)))
             self._inference.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(self._stop_inference)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.drain(), 5)
+            if self.spool is not None:
+                self.spool.close()
+
+    def _start_inference(self) -> None:
+        """The batching inference service (one thread per detector stream) and /metrics."""
+        b = self.config.analysis.batching
+        detector = self.detector
+        self.inference_service = BatchingService(
+            detector,
+            max_batch=b.max_batch,
+            max_wait_ms=b.max_wait_ms,
+            max_pending=b.max_pending,
+            workers=max(1, int(getattr(detector, "streams", 1))),
+        ).start()
+        m = self.config.metrics
+        if m.enabled:
+            self.metrics.serve(m.host, m.port)
+
+    def _stop_inference(self) -> None:
+        if self.inference_service is not None:
+            self.inference_service.close()
+            self.inference_service = None
+        self.metrics.close()
+
+    def _make_analyser(self, cam: CameraConfig, reader: CameraReader) -> CameraAnalyser | None:
+        """Motion gate + regions + batching for ``cam`` (None before the service runs)."""
+        if self.inference_service is None:
+            return None
+        detector = self.detector
+        return CameraAnalyser(
+            cam.id,
+            self.inference_service,
+            analysis_settings(self.config.analysis),
+            zones=[z.polygon for z in cam.zones],
+            exclude=[m.polygon for m in cam.privacy_masks],
+            imgsz=self.config.detector.imgsz,
+            native_resolution=bool(getattr(detector, "native_resolution", False)),
+            analysis_fps=cam.analysis_fps,
+            set_keyframes_only=reader.set_keyframes_only,
+            observer=self.metrics.observe,
+        )
 
     @property
     def detector(self) -> Detector:
@@ -165,21 +281,42 @@ class Worker:
         if cam.id in self.pipelines:
             raise ValueError(f"camera {cam.id} is already running")
         detector = self.detector
-        reader = CameraReader(cam.id, cam.url, loop=cam.loop)
-        rules = CameraRules(cam, self.config, person_classes=detector.person_class_ids)
+        try:
+            rules = CameraRules(
+                cam,
+                self.config,
+                person_classes=detector.person_class_ids,
+                class_names=detector.class_names,
+            )
+        except RuleBuildError as exc:  # e.g. vehicle_stop with a model that has no vehicles
+            log.error("camera %s not started: %s", cam.id, exc)
+            return False
+        reader = CameraReader(cam.id, cam.sub_url or cam.url, loop=cam.loop)
         # crowding counts every person found; tracks carry ids for the rules that need them
         # (ByteTrack confirms only about 40% of walkers at 2 fps: see docs/performance.md)
         tracker = CameraTracker(frame_rate=cam.analysis_fps, camera_id=cam.id, keep_unmatched=True)
+        analyser = self._make_analyser(cam, reader)
         pipeline = CameraPipeline(
-            cam, reader, detector, self._inference, rules, tracker, self._enqueue
+            cam, reader, detector, self._inference, rules, tracker, self._enqueue, analyser=analyser
         )
+        if analyser is not None:
+            self.analysers[cam.id] = analyser
         self.readers[cam.id] = reader
         self.pipelines[cam.id] = pipeline
         self.cameras[cam.id] = cam
         reader.start()
         self._camera_tasks[cam.id] = asyncio.create_task(pipeline.run(), name=f"camera-{cam.id}")
-        log.info("camera %s (%s) started: %s", cam.id, cam.name, cam.url)
+        log.info("camera %s (%s) started: %s", cam.id, cam.name, redact_url(reader.url))
         return True
+
+    async def _follow_registry(self, js: JetStreamContext) -> asyncio.Task[None]:
+        """Run the registry's cameras and follow its changes (see gridwatch.registry.watcher)."""
+        from gridwatch.registry.store import CameraRegistry
+        from gridwatch.registry.watcher import RegistryWatcher
+
+        registry = await CameraRegistry.open(js, history=self.config.registry.history)
+        _, task = await RegistryWatcher.start(registry, self.config, self.apply_cameras)
+        return task
 
     async def stop_camera(self, camera_id: str) -> None:
         """Stop one camera; the others are untouched."""
@@ -187,6 +324,8 @@ class Worker:
         reader = self.readers.pop(camera_id, None)
         self.pipelines.pop(camera_id, None)
         self.cameras.pop(camera_id, None)
+        if self.analysers.pop(camera_id, None) is not None:
+            self.metrics.forget_camera(camera_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -223,14 +362,17 @@ class Worker:
         rules: CameraRules,
     ) -> None:
         zone = next((z for z in camera.zones if z.id == event.zone_id), None)
-        item = _Outgoing(camera, event, frame, list(zone.polygon) if zone else [])
+        polygon = list(zone.polygon) if zone else []
+        item = _Outgoing(camera, event, frame, polygon, rules.severity_of(event))
+        if event.type in HEALTH_EVENT_TYPES:  # health changed: say so now, not at the next beat
+            await self._publish_health_of(camera.id)
         try:
             self.outbox.put_nowait(item)
         except asyncio.QueueFull:
             self.outbox_dropped += 1
             log.error("alert outbox full: dropped %s %s", event.type, event.state.value)
 
-    async def _drain_outbox(self, publisher: AlertPublisher) -> None:
+    async def _drain_outbox(self, publisher: SpoolingPublisher) -> None:
         """Snapshot first, then the alert that names it; one at a time keeps the order."""
         while True:
             item = await self.outbox.get()
@@ -241,13 +383,10 @@ class Worker:
             except Exception:
                 log.exception("could not publish %s alert", item.event.type)
 
-    async def _send(self, item: _Outgoing, publisher: AlertPublisher) -> None:
+    async def _send(self, item: _Outgoing, publisher: SpoolingPublisher) -> None:
         cam, event = item.camera, item.event
         grid_id = cam.grid
-        severity = "warning"
-        for rc in cam.rules:
-            if f"{rc.type}/{rc.zone}" == event.rule_key:
-                severity = rc.severity
+        severity = item.severity
         alert_id = event.incident_id(cam.id)
         snap_name = (
             None
@@ -263,7 +402,7 @@ class Worker:
             severity=severity,
         )
         if item.frame is None:
-            await publisher.publish(alert)
+            result = await publisher.publish(alert)
         else:
             jpeg = await asyncio.to_thread(
                 render_snapshot,
@@ -272,7 +411,11 @@ class Worker:
                 boxes_norm=list(event.boxes),
                 label=alert_label(alert),
             )
-            await publisher.publish_with_snapshot(alert, jpeg)
+            result = await publisher.publish_with_snapshot(alert, jpeg)
+        if result is not None:  # None: spooled, counted when the replay has stored it
+            self._stored(alert)
+
+    def _stored(self, alert: Alert) -> None:
         self.published += 1
         for callback in self.on_published:
             callback(alert)
@@ -302,7 +445,21 @@ class Worker:
             "detector_ms_p50": round(statistics.median(det), 1) if det else None,
             "frame_age_ms_p50": round(statistics.median(age), 1) if age else None,
             "count": pipe.stats.last_count,
+            "online": s.state.value == "online",
+            "analysis_fps": _rate(pipe.stats.analysed_mono, now),
+            # the offline and tamper rules' view: online/offline (silent|stuck), tamper kinds
+            **pipe.rules.health(),
+            # motion gate / regions: detector runs by mode, keyframe-only decoding
+            **({"analysis": a.health()} if (a := self.analysers.get(camera_id)) else {}),
         }
+
+    async def _publish_health_of(self, camera_id: str) -> None:
+        nc = self.nc
+        if nc is None or camera_id not in self.pipelines:
+            return
+        report = self.health(camera_id)
+        with contextlib.suppress(Exception):
+            await nc.publish(health_subject(camera_id), json.dumps(report).encode())
 
     async def _publish_health(self, nc: NatsClient) -> None:
         while True:

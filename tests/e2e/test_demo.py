@@ -55,7 +55,7 @@ def test_demo_prints_a_crowding_alert_and_ctrl_c_stops_every_process() -> None:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         proc.wait(30)
         assert proc.returncode == 0, proc.stdout.read()
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {alive}"
     finally:
         if proc.poll() is None:

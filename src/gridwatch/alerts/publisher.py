@@ -29,7 +29,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 
-from gridwatch.alerts.snapshots import SnapshotStore
+from gridwatch.alerts.snapshots import SnapshotStore, snapshot_headers
 from gridwatch.alerts.subjects import ALERTS_STREAM
 from gridwatch.model import Alert
 
@@ -228,7 +228,9 @@ class AlertPublisher:
         try:
             store = await self._snapshot_store()
             await self._retrying(
-                f"snapshot {name}", lambda: store.put(name, jpeg), self.snapshot_attempts
+                f"snapshot {name}",
+                lambda: store.put(name, jpeg, headers=snapshot_headers(alert)),
+                self.snapshot_attempts,
             )
             self.stats.snapshots_stored += 1
         except (PublishError, nats.js.errors.Error, nats.errors.Error) as e:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -61,6 +62,19 @@ def snapshot_name(camera_id: str, alert_id: str, state: IncidentState | str, seq
     if sequence < 0:
         raise ValueError(f"sequence must be >= 0, got {sequence}")
     return f"{camera_id}/{alert_id}/{state_value}-{sequence}.jpg"
+
+
+SNAPSHOT_GRID_HEADER = "Gw-Grid"
+SNAPSHOT_BOXES_HEADER = "Gw-Boxes"
+
+
+def snapshot_headers(alert: Alert) -> dict[str, str]:
+    """Object metadata of an alert's snapshot: its grid (access control) and the normalized
+    boxes of the people counted (what the snapshot service blurs)."""
+    return {
+        SNAPSHOT_GRID_HEADER: alert.grid_id,
+        SNAPSHOT_BOXES_HEADER: json.dumps([list(b) for b in alert.boxes], separators=(",", ":")),
+    }
 
 
 def snapshot_name_for(alert: Alert) -> str:
@@ -176,8 +190,12 @@ class SnapshotStore:
         """Bind to an existing bucket (made by ``streams.ensure_alert_infra``)."""
         return cls(await js.object_store(bucket), bucket=bucket, op_timeout=op_timeout)
 
-    async def put(self, name: str, jpeg: bytes) -> str:
-        """Store ``jpeg`` under ``name`` (overwriting: puts are retried); return the name."""
+    async def put(self, name: str, jpeg: bytes, *, headers: Mapping[str, str] | None = None) -> str:
+        """Store ``jpeg`` under ``name`` (overwriting: puts are retried); return the name.
+
+        ``headers`` go into the object's metadata: the publisher records the grid and the
+        counted boxes there (:func:`snapshot_headers`), so the snapshot service can check a
+        requester's grid and blur people without reading the alert stream."""
         if not name or name.startswith("/"):
             raise ValueError(f"bad snapshot name {name!r}")
         if not jpeg.startswith(JPEG_MAGIC):
@@ -186,7 +204,10 @@ class SnapshotStore:
             name=name,
             description="gridwatch alert snapshot",
             # Go clients expect header values as lists.
-            headers={"Content-Type": ["image/jpeg"]},
+            headers={
+                "Content-Type": ["image/jpeg"],
+                **{k: [v] for k, v in (headers or {}).items()},
+            },
         )
         info = await asyncio.wait_for(self._objects.put(name, jpeg, meta=meta), self.op_timeout)
         log.debug("stored snapshot %s (%d bytes, %s chunks)", name, len(jpeg), info.chunks)

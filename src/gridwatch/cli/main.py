@@ -18,6 +18,9 @@ from typing import Annotated
 
 import typer
 
+from gridwatch.cli.camera_cmd import camera_app
+from gridwatch.cli.dispatch_cmd import register as register_dispatch
+from gridwatch.cli.eval_cmd import register as register_eval
 from gridwatch.config import ConfigError, GridwatchConfig, load_config
 
 app = typer.Typer(
@@ -32,6 +35,9 @@ snapshot_app = typer.Typer(help="Fetch alert snapshots.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(config_app, name="config")
 app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(camera_app, name="camera")
+register_dispatch(app)  # users, nats-config, cases, keys, push, notifier, status
+register_eval(app)  # replay (shadow mode), eval (scenario precision/recall)
 
 LogLevel = Annotated[
     str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="GW_LOG_LEVEL")
@@ -91,15 +97,23 @@ def worker(
     config: Annotated[Path, typer.Option("--config", "-c", help="Config YAML file.")],
     nats_url: NatsUrl = None,
     log_level: LogLevel = "info",
+    registry: Annotated[
+        bool | None,
+        typer.Option(
+            "--registry/--no-registry",
+            help="Cameras from the live registry (gw_cameras) instead of the config's "
+            "'cameras' (default: the config's registry.enabled).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a worker: analyse the config's cameras and publish alerts to NATS."""
+    """Run a worker: analyse the config's (or the registry's) cameras, publish alerts to NATS."""
     _setup_logging(log_level)
     cfg = _load_or_exit(config)
     from gridwatch.worker import Worker
 
     async def main() -> None:
         stop = run_until_signal()
-        await Worker(cfg, nats_url=nats_url).run(stop)
+        await Worker(cfg, nats_url=nats_url, registry=registry).run(stop)
 
     asyncio.run(main())
 

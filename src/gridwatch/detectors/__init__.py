@@ -17,8 +17,10 @@ from gridwatch.detectors.weights import (
     weights_sha256,
 )
 
-BACKENDS = ("ultralytics",)
-"""Backend names :func:`build_detector` knows (exported ONNX/OpenVINO will join)."""
+BACKENDS = ("ultralytics", "darknet", "openvino", "onnx")
+"""Backend names :func:`build_detector` knows. ``openvino`` and ``onnx`` run an export of the
+ultralytics weights, made offline on first use and cached by their sha256 (see
+:mod:`gridwatch.detectors.export`); ``openvino`` is the fastest measured on CPU."""
 
 __all__ = [
     "BACKENDS",
@@ -54,6 +56,18 @@ def build_detector(
         from gridwatch.detectors.ultralytics_backend import UltralyticsDetector
 
         return UltralyticsDetector(model, confidence=confidence, **kw)
+    if name == "darknet":  # COCO YOLOv3-tiny via cv2.dnn: vehicles for vehicle_stop
+        from gridwatch.detectors.darknet_backend import DarknetDetector
+
+        return DarknetDetector(model, confidence=confidence, **kw)
+    if name == "openvino":
+        from gridwatch.detectors.openvino_backend import OpenVinoDetector
+
+        return OpenVinoDetector(model, confidence=confidence, **kw)
+    if name == "onnx":
+        from gridwatch.detectors.onnx_backend import OnnxDetector
+
+        return OnnxDetector(model, confidence=confidence, **kw)
     raise DetectorError(
         f"unknown detector backend {backend!r}; known backends: {', '.join(BACKENDS)}"
     )

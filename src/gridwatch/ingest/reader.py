@@ -24,8 +24,10 @@ from typing import Any, cast
 import av
 import numpy as np
 import numpy.typing as npt
+from av.video.reformatter import VideoReformatter
 
 from gridwatch.ingest.latest import LatestSlot
+from gridwatch.ingest.urls import redact_text
 from gridwatch.model import Frame
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class ReaderStats:
     height: int = 0
     codec: str = ""
     stream_fps: float = 0.0
+    keyframes_only: bool = False
+    """Decoding keyframes only (an idle camera, see :meth:`CameraReader.set_keyframes_only`)."""
+    keyframe_interval_s: float = 0.0
+    """Smoothed time between keyframes (the GOP), 0 until two were seen."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +89,16 @@ class RawFrame:
     mono_ts: float
     seq: int
     pts_s: float | None
+    reformatter: VideoReformatter | None = field(default=None, repr=False)
+    """The reader's converter, reused: ``to_ndarray`` builds one per call (1.6 vs 0.5 ms)."""
     _bgr: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
 
     def to_frame(self) -> Frame:
         if self._bgr is None:
-            self._bgr = cast(npt.NDArray[np.uint8], self.video_frame.to_ndarray(format="bgr24"))
+            vf = self.video_frame
+            if self.reformatter is not None:
+                vf = self.reformatter.reformat(vf, format="bgr24", threads=1)
+            self._bgr = cast(npt.NDArray[np.uint8], vf.to_ndarray(format="bgr24"))
         return Frame(
             camera_id=self.camera_id,
             image=self._bgr,
@@ -96,6 +107,17 @@ class RawFrame:
             seq=self.seq,
             pts_s=self.pts_s,
         )
+
+
+RTSP_OPTIONS: dict[str, str] = {
+    "rtsp_transport": "tcp",
+    "rtsp_flags": "prefer_tcp",
+    # FFmpeg probes a new stream for ~5 s by default (measured: first frame 2.8 s on the local
+    # RTSP server); 0.5 s still finds H.264 parameters (0.6 s).
+    "analyzeduration": "500000",
+    "probesize": "500000",
+}
+"""How a reader opens a network stream (``camera probe`` opens it the same way)."""
 
 
 def is_network_url(url: str) -> bool:
@@ -130,6 +152,8 @@ class CameraReader:
         self.slot: LatestSlot[RawFrame] = slot or LatestSlot()
         self.stats = ReaderStats()
         self._stop = threading.Event()
+        self._want_keyframes = False
+        self._reformatter = VideoReformatter()
         self._thread = threading.Thread(target=self._run, name=f"ingest-{camera_id}", daemon=True)
 
     def start(self) -> None:
@@ -145,20 +169,20 @@ class CameraReader:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def set_keyframes_only(self, keyframes_only: bool) -> None:
+        """Decode only keyframes (an idle camera: about one frame per GOP, a fraction of the
+        CPU) or every frame again. Takes effect in the decoder thread: at once towards
+        keyframes, at the next keyframe back to every frame. ``stats.keyframes_only`` says
+        which mode is in effect."""
+        self._want_keyframes = keyframes_only
+
     # -- thread body -------------------------------------------------------------------------
 
     def _open(self) -> Any:
         if is_network_url(self.url):
             return av.open(
                 self.url,
-                # FFmpeg probes a new stream for ~5 s by default (measured: first frame 2.8 s
-                # on the local RTSP server); 0.5 s still finds H.264 parameters (0.6 s).
-                options={
-                    "rtsp_transport": "tcp",
-                    "rtsp_flags": "prefer_tcp",
-                    "analyzeduration": "500000",
-                    "probesize": "500000",
-                },
+                options=dict(RTSP_OPTIONS),
                 timeout=(self.open_timeout_s, self.read_timeout_s),
             )
         path = self.url.removeprefix("file://")
@@ -181,7 +205,8 @@ class CameraReader:
                     log.warning("camera %s: stream ended, reopening", self.camera_id)
             except Exception as exc:  # keep the thread alive whatever FFmpeg throws
                 self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                # FFmpeg quotes the URL, password included: never let it reach logs or health
+                self.stats.last_error = redact_text(f"{type(exc).__name__}: {exc}")
                 log.warning("camera %s: %s", self.camera_id, self.stats.last_error)
             if self._stop.is_set():
                 break
@@ -200,7 +225,12 @@ class CameraReader:
         self.stats.opens += 1
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # one thread per camera: frame threading costs 16-20% more CPU per frame (measured,
+            # docs/performance.md) and delays output by a frame per thread; cameras are the
+            # parallelism of a worker
+            stream.thread_type = "SLICE"
+            keyframes_only = False
+            last_key: float | None = None
             ctx = stream.codec_context
             self.stats.codec = str(ctx.name)
             self.stats.width, self.stats.height = int(ctx.width or 0), int(ctx.height or 0)
@@ -217,6 +247,23 @@ class CameraReader:
                     if packet.size == 0:  # flush packet at the end
                         continue
                     self.stats.packets += 1
+                    if packet.is_keyframe:
+                        now = time.monotonic()
+                        if last_key is not None:
+                            gap, ki = now - last_key, self.stats.keyframe_interval_s
+                            ki = gap if ki == 0 else ki + 0.2 * (gap - ki)
+                            self.stats.keyframe_interval_s = ki
+                        last_key = now
+                    # to keyframes at once; back to every frame only at a keyframe (the frames
+                    # in between reference ones that were never decoded)
+                    if self._want_keyframes != keyframes_only and (
+                        self._want_keyframes or packet.is_keyframe
+                    ):
+                        keyframes_only = self._want_keyframes
+                        ctx.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
+                        self.stats.keyframes_only = keyframes_only
+                    if keyframes_only and not packet.is_keyframe:
+                        continue
                     self.stats.last_packet_mono = time.monotonic()
                     try:
                         frames = packet.decode()
@@ -258,5 +305,6 @@ class CameraReader:
                 mono_ts=now_mono,
                 seq=seq,
                 pts_s=pts_s,
+                reformatter=self._reformatter,
             )
         )

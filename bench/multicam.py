@@ -1,0 +1,880 @@
+"""Many cameras on a small CPU: gridwatch's worker against the naive loops, on the same streams.
+
+    ./run bench [multicam] [--quick] [--json FILE] [--seconds D] [--busy-share 0.25]
+                [--sizes 640x360,1280x720] [--fps 2] [--max-cameras 64]
+
+Starts an embedded nats-server and the GStreamer RTSP server serving real video (the vtest
+pedestrians, "busy", and the same street with nobody in it plus sensor grain, "idle"; at the
+sizes asked, 10 fps, 2 s GOP), then in one run:
+
+1. **region detection vs whole frame** (offline, vtest 768×576 at 2 fps): the share of the
+   whole-frame detections (640, conf 0.25) that the analyser's looks also find (IoU ≥ 0.5),
+   and the detector CPU per analysed frame of each (process CPU time, one inference thread);
+2. **ours**: one worker process (this one) with K cameras — a mix of busy and idle — for D
+   seconds after a warm-up, K grown until a camera falls below 90% of its target analysis
+   rate or the p99 frame age passes 1 s, then bisected: the capacity;
+3. **naive ultralytics** (a subprocess): what a user writes with ultralytics alone, one
+   thread and one model per camera running ``model.predict(source=url, stream=True,
+   vid_stride=5)`` (ultralytics reads the stream in a background thread and keeps the latest
+   frame; stride 5 of 10 fps = the 2 fps target), same K search and the same pass rule;
+4. **naive OpenCV** (a subprocess, reference): ``cap.read()`` then ``predict`` on one busy
+   camera, reporting how far behind the live stream its frames fall over the run;
+5. **decode CPU**: CPU per decoded frame of our reader (PyAV, one thread per camera) against
+   ``ffmpeg -threads 1 -f null`` on the same RTSP streams.
+
+Caveat on the streams: the GStreamer server announces each looping file's duration; OpenCV
+reports it as a frame count and ultralytics' ``LoadStreams`` stops after that many frames (a
+real camera announces none). The idle scene is therefore 2 minutes long and the busy one 79.5
+s: keep naive trials (warm-up + measure) shorter than that.
+
+Every table says which CPU ran it and the load average before and after: the figures are only
+comparable on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.slice import machine, pct
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SHARE = 0.9
+MAX_P99_AGE_MS = 1000.0
+log = logging.getLogger("bench.multicam")
+
+
+# -- scenes and streams ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    id: str
+    kind: str  # busy | idle
+    size: tuple[int, int]
+    mount: str
+
+
+def camera_mix(n: int, busy_share: float, sizes: list[tuple[int, int]]) -> list[CameraSpec]:
+    """``n`` cameras: every ``1/busy_share``-th is busy (the first one always), sizes cycle.
+
+    >>> [(c.kind, c.size[0]) for c in camera_mix(4, 0.25, [(640, 360), (1280, 720)])]
+    [('busy', 640), ('idle', 1280), ('idle', 640), ('idle', 1280)]
+    """
+    period = max(1, round(1 / busy_share)) if busy_share > 0 else n + 1
+    out = []
+    for i in range(n):
+        kind = "busy" if i % period == 0 else "idle"
+        size = sizes[(i // period) % len(sizes)] if kind == "busy" else sizes[i % len(sizes)]
+        out.append(CameraSpec(f"cam{i:03d}", kind, size, f"{kind}-{size[0]}x{size[1]}"))
+    return out
+
+
+def scene_files(sizes: list[tuple[int, int]]) -> dict[str, Path]:
+    from gridwatch.embedded.scenes import busy_video, idle_video
+
+    files: dict[str, Path] = {}
+    for w, h in sizes:
+        files[f"busy-{w}x{h}"] = busy_video((w, h))
+        files[f"idle-{w}x{h}"] = idle_video((w, h))
+    return files
+
+
+# -- machine load ----------------------------------------------------------------------------
+
+
+def load_snapshot() -> dict[str, Any]:
+    la = os.getloadavg()
+    me = os.getpid()
+    others = []
+    for p in psutil.process_iter(["pid", "name", "cpu_percent", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            p.cpu_percent(None)
+    time.sleep(0.5)
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if p.pid == me or p.ppid() == me:
+                continue
+            c = p.cpu_percent(None)
+            if c >= 5:
+                others.append(f"{p.info['name']}:{c:.0f}%")
+    return {"loadavg_1m": round(la[0], 2), "others_over_5pct": others[:6]}
+
+
+# -- 1. region detection vs whole frame ------------------------------------------------------
+
+
+async def region_eval(detector: Any, frames: int, scale: str) -> dict[str, Any]:
+    """The analyser's looks vs whole-frame detection on consecutive vtest frames at 2 fps."""
+    import av
+    import numpy as np
+
+    from gridwatch.analysis import AnalysisSettings, CameraAnalyser
+    from gridwatch.detectors.batching import BatchingService
+    from gridwatch.detectors.regions import RegionSettings
+    from gridwatch.embedded.media import demo_video
+    from gridwatch.ingest.motion import luma_plane
+    from gridwatch.model import Frame
+
+    samples: list[tuple[Any, Any]] = []
+    with av.open(str(demo_video())) as c:
+        for i, vf in enumerate(c.decode(video=0)):
+            if i % 5 == 0:
+                samples.append((vf.to_ndarray(format="bgr24"), np.array(luma_plane(vf))))
+            if len(samples) >= frames:
+                break
+    full_cpu = 0.0
+    full = []
+    for img, _ in samples:
+        t0 = time.process_time()
+        full.append(detector.detect(img))
+        full_cpu += time.process_time() - t0
+    now = [0.0]
+    settings = AnalysisSettings(regions=RegionSettings(scale=scale))  # type: ignore[arg-type]
+    region_cpu = 0.0
+    found = total = extra = 0
+    modes: dict[str, int] = {}
+    area = 0
+    with BatchingService(detector, max_wait_ms=0) as service:
+        analyser = CameraAnalyser("vtest", service, settings, clock=lambda: now[0])
+        for k, (img, y) in enumerate(samples):
+            t0 = time.process_time()
+            r = await analyser.analyse(Frame("vtest", img, 0.0, time.monotonic(), k), y)
+            region_cpu += time.process_time() - t0
+            now[0] += 0.5
+            modes[r.mode] = modes.get(r.mode, 0) + 1
+            area += r.input_area
+            f, g = full[k].xyxy, r.detections.xyxy
+            total += len(f)
+            if len(f) and len(g):
+                m = _iou(f, g)
+                found += int((m.max(axis=1) >= 0.5).sum())
+                extra += int((m.max(axis=0) < 0.5).sum())
+            else:
+                extra += len(g)
+    from gridwatch.detectors.regions import whole_frame_input_area
+
+    full_area = whole_frame_input_area((768, 576), 640) * len(samples)
+    return {
+        "scale": scale,
+        "frames": len(samples),
+        "recall_vs_full": round(found / max(1, total), 3),
+        "cpu_vs_full": round(region_cpu / max(1e-9, full_cpu), 3),
+        "input_px_vs_full": round(area / full_area, 3),
+        "full_ms_cpu_per_frame": round(full_cpu / len(samples) * 1000, 1),
+        "regions_ms_cpu_per_frame": round(region_cpu / len(samples) * 1000, 1),
+        "boxes_per_frame_full": round(total / len(samples), 2),
+        "extra_boxes_per_frame": round(extra / len(samples), 2),
+        "modes": modes,
+    }
+
+
+def _iou(a: Any, b: Any) -> Any:
+    import numpy as np
+
+    ix = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    iy = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    aa = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    bb = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (aa[:, None] + bb[None] - inter)
+
+
+# -- 2. ours -------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    cameras: int
+    seconds: float
+    fps_target: float
+    per_camera_fps: dict[str, float]
+    ages_ms: list[float]
+    cpu_pct: float
+    detector_calls_per_s: float
+    images_per_s: float
+    drops: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def min_share(self) -> float:
+        if not self.per_camera_fps:
+            return 0.0
+        return min(self.per_camera_fps.values()) / self.fps_target
+
+    @property
+    def p99_ms(self) -> float:
+        return pct(self.ages_ms, 0.99) if self.ages_ms else float("nan")
+
+    @property
+    def passed(self) -> bool:
+        return (
+            len(self.per_camera_fps) == self.cameras
+            and self.min_share >= TARGET_SHARE
+            and (not self.ages_ms or self.p99_ms <= MAX_P99_AGE_MS)
+        )
+
+    def row(self) -> dict[str, Any]:
+        fps = list(self.per_camera_fps.values())
+        return {
+            "cameras": self.cameras,
+            "pass": self.passed,
+            "fps_target": self.fps_target,
+            "fps_min": round(min(fps), 2) if fps else None,
+            "fps_mean": round(statistics.mean(fps), 2) if fps else None,
+            "frame_age_p50_ms": round(pct(self.ages_ms, 0.5), 1) if self.ages_ms else None,
+            "frame_age_p99_ms": round(self.p99_ms, 1) if self.ages_ms else None,
+            "detector_calls_per_s": round(self.detector_calls_per_s, 2),
+            "images_per_s": round(self.images_per_s, 2),
+            "cpu_pct_of_one_core": round(self.cpu_pct, 1),
+            "drops": self.drops,
+            **self.extra,
+        }
+
+
+def search_capacity(
+    run_trial: Any, max_cameras: int, budget_s: float, start: int = 1
+) -> list[Trial]:
+    """Grow K (``start``, ×2, …) until a trial fails, then bisect; stop when ``budget_s`` runs
+    out. A failing ``start`` steps down to 1 first."""
+    trials: list[Trial] = []
+    t0 = time.monotonic()
+    good, bad = 0, None
+    k = min(start, max_cameras)
+    while k <= max_cameras and time.monotonic() - t0 < budget_s:
+        t = run_trial(k)
+        trials.append(t)
+        log.info("K=%d %s", k, t.row())
+        if t.passed:
+            good = k
+            k = min(max_cameras, k * 2) if k < max_cameras else max_cameras + 1
+        else:
+            bad = k  # (a failing first guess bisects down towards 0)
+            break
+    while bad is not None and bad - good > 1 and time.monotonic() - t0 < budget_s:
+        k = (good + bad) // 2
+        t = run_trial(k)
+        trials.append(t)
+        log.info("K=%d %s", k, t.row())
+        if t.passed:
+            good = k
+        else:
+            bad = k
+    return trials
+
+
+def capacity(trials: list[Trial]) -> int:
+    passed = [t.cameras for t in trials if t.passed]
+    return max(passed) if passed else 0
+
+
+class OursRunner:
+    """Our worker in this process; cameras are added with ``apply_cameras`` between trials."""
+
+    def __init__(self, args: argparse.Namespace, rtsp: Any, nats_url: str, detector: Any) -> None:
+        self.args = args
+        self.rtsp = rtsp
+        self.nats_url = nats_url
+        self.detector = detector
+        self.loop = asyncio.new_event_loop()
+        self.worker: Any = None
+        self.stop_event: asyncio.Event | None = None
+        self.task: Any = None
+        self.ages: dict[str, list[float]] = {}
+
+    def config(self, specs: list[CameraSpec]) -> Any:
+        from gridwatch.config import parse_config
+
+        zone = "[[0.02, 0.30], [0.98, 0.30], [0.98, 0.99], [0.02, 0.99]]"
+        cams = "\n".join(
+            f"""  - id: {c.id}
+    grid: g
+    url: {self.rtsp.url(c.mount)}
+    analysis_fps: {self.args.fps}
+    zones: [{{id: z, polygon: {zone}}}]
+    rules: [{{type: crowding, zone: z, min_count: 5, min_duration_s: 5, clear_after_s: 5}}]"""
+            for c in specs
+        )
+        spool = Path(tempfile.gettempdir()) / f"gw-bench-spool-{os.getpid()}"
+        text = f"""
+grids: [{{id: g}}]
+alerts: {{spool: {{dir: "{spool}"}}}}
+cameras:{"" if specs else " []"}
+{cams}
+"""
+        return parse_config(text, "bench.yaml")
+
+    async def _start(self) -> None:
+        from gridwatch.worker import Worker
+
+        cfg = self.config([])
+        self.stop_event = asyncio.Event()
+        self.worker = Worker(cfg, nats_url=self.nats_url, detector=self.detector)
+        observe = self.worker.metrics.observe
+
+        def record(camera: str, mode: str, age_ms: float, det_ms: float) -> None:
+            self.ages.setdefault(camera, []).append(age_ms)
+            observe(camera, mode, age_ms, det_ms)
+
+        self.worker.metrics.observe = record
+        self.task = asyncio.create_task(self.worker.run(self.stop_event))
+        await asyncio.wait_for(self.worker.ready.wait(), 120)
+
+    def start(self) -> None:
+        self.loop.run_until_complete(self._start())
+
+    def trial(self, k: int) -> Trial:
+        return self.loop.run_until_complete(self._trial(k))
+
+    async def _trial(self, k: int) -> Trial:
+        w = self.worker
+        specs = camera_mix(k, self.args.busy_share, self.args.sizes)
+        await w.apply_cameras(self.config(specs).cameras)
+        await asyncio.sleep(self.args.warmup)
+        me = psutil.Process()
+        svc = w.inference_service
+        a0 = {c: w.pipelines[c].stats.analysed for c in w.pipelines}
+        d0 = {c: w.readers[c].slot.dropped for c in w.readers}
+        b0, i0, s0 = svc.stats.batches, svc.stats.images, svc.stats.replaced + svc.stats.refused
+        m0 = svc.stats.multi_camera_batches
+        for v in self.ages.values():
+            v.clear()
+        modes0 = {c: dict(a.stats.modes) for c, a in w.analysers.items()}
+        kf0 = {c: r.stats.keyframes_only for c, r in w.readers.items()}
+        c0 = me.cpu_times()
+        t0 = time.monotonic()
+        await asyncio.sleep(self.args.seconds)
+        dt = time.monotonic() - t0
+        c1 = me.cpu_times()
+        per_cam = {c: (w.pipelines[c].stats.analysed - a0.get(c, 0)) / dt for c in w.pipelines}
+        ages = [a for v in self.ages.values() for a in v]
+        modes: dict[str, int] = {}
+        for c, a in w.analysers.items():
+            for m, n in a.stats.modes.items():
+                modes[m] = modes.get(m, 0) + n - modes0.get(c, {}).get(m, 0)
+        busy = [c.id for c in specs if c.kind == "busy"]
+        idle = [c.id for c in specs if c.kind == "idle"]
+        return Trial(
+            cameras=k,
+            seconds=dt,
+            fps_target=self.args.fps,
+            per_camera_fps=per_cam,
+            ages_ms=ages,
+            cpu_pct=(c1.user + c1.system - c0.user - c0.system) / dt * 100,
+            detector_calls_per_s=(svc.stats.batches - b0) / dt,
+            images_per_s=(svc.stats.images - i0) / dt,
+            drops=svc.stats.replaced + svc.stats.refused - s0,
+            extra={
+                "busy": len(busy),
+                "idle": len(idle),
+                "fps_min_busy": round(min((per_cam[c] for c in busy), default=0), 2),
+                "fps_min_idle": round(min((per_cam[c] for c in idle), default=0), 2),
+                "looks": modes,
+                "unanalysed_decoded_frames_replaced": sum(
+                    w.readers[c].slot.dropped - d0.get(c, 0) for c in w.readers
+                ),
+                "keyframes_only_cameras": sum(1 for v in kf0.values() if v),
+                "multi_camera_batches": svc.stats.multi_camera_batches - m0,
+            },
+        )
+
+    def close(self) -> None:
+        async def stop() -> None:
+            if self.stop_event is not None:
+                self.stop_event.set()
+            if self.task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.task, 60)
+
+        self.loop.run_until_complete(stop())
+        self.loop.close()
+
+
+# -- 3./4. naive baselines (subprocesses) ---------------------------------------------------
+
+NAIVE_ULTRALYTICS = r"""
+import json, os, sys, threading, time
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+import cv2
+import ultralytics.data.loaders as loaders
+from ultralytics import YOLO
+
+urls, weights, stride, warmup, seconds = json.loads(sys.argv[1])
+# instrumentation only: when did the reader thread retrieve each image (to measure frame age)
+retrieved = {}
+class Cap(cv2.VideoCapture):
+    def retrieve(self, *a, **k):
+        ok, im = super().retrieve(*a, **k)
+        if ok and im is not None:
+            retrieved[id(im)] = time.monotonic()
+        return ok, im
+loaders.cv2.VideoCapture = Cap
+
+counts = [0] * len(urls)
+ages = [[] for _ in urls]
+window = {"start": None, "end": None}
+errors = []
+
+def camera(i, url):
+    try:
+        model = YOLO(weights)  # one model per camera thread: what users write
+        for r in model.predict(source=url, stream=True, vid_stride=stride, imgsz=640,
+                               conf=0.25, verbose=False):
+            now = time.monotonic()
+            if window["start"] is not None and now >= window["start"]:
+                if now > window["end"]:
+                    return
+                counts[i] += 1
+                t = retrieved.pop(id(r.orig_img), None)
+                if t is not None:
+                    spent = sum(r.speed.values()) / 1000.0
+                    ages[i].append((now - spent - t) * 1000.0)
+    except Exception as e:  # report, do not hang
+        errors.append(f"{type(e).__name__}: {e}")
+
+threads = [threading.Thread(target=camera, args=(i, u), daemon=True) for i, u in enumerate(urls)]
+for t in threads:
+    t.start()
+time.sleep(warmup)
+import resource
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+window["start"] = time.monotonic()
+window["end"] = window["start"] + seconds
+time.sleep(seconds)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / seconds * 100
+print(json.dumps({"counts": counts, "ages": ages, "cpu_pct": cpu, "errors": errors}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+NAIVE_OPENCV = r"""
+import json, os, sys, time
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+import cv2
+from ultralytics import YOLO
+
+url, weights, seconds = json.loads(sys.argv[1])
+model = YOLO(weights)
+cap = cv2.VideoCapture(url)
+ok, frame = cap.read()
+model.predict(frame, imgsz=640, conf=0.25, verbose=False)
+t0 = time.monotonic()
+pos0 = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+lag = []
+n = 0
+while time.monotonic() - t0 < seconds:
+    ok, frame = cap.read()  # the next frame in the buffer, not the newest one
+    if not ok:
+        break
+    behind = (time.monotonic() - t0) - (cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 - pos0)
+    lag.append((time.monotonic() - t0, behind * 1000.0))
+    model.predict(frame, imgsz=640, conf=0.25, verbose=False)
+    n += 1
+print(json.dumps({"analysed": n, "seconds": time.monotonic() - t0, "lag": lag}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def run_script(script: str, payload: Any, timeout: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")), None)
+    if line is None:
+        raise RuntimeError(f"baseline failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
+    out: dict[str, Any] = json.loads(line)
+    return out
+
+
+def naive_trial(args: argparse.Namespace, rtsp: Any, weights: str, k: int) -> Trial:
+    specs = camera_mix(k, args.busy_share, args.sizes)
+    urls = [rtsp.url(c.mount) for c in specs]
+    stride = max(1, round(10 / args.fps))
+    warmup = args.warmup + 2.0 + 1.5 * k  # one model and one stream open per camera
+    out = run_script(
+        NAIVE_ULTRALYTICS,
+        [urls, weights, stride, warmup, args.seconds],
+        timeout=warmup + args.seconds + 120,
+    )
+    per_cam = {c.id: n / args.seconds for c, n in zip(specs, out["counts"], strict=True)}
+    ages = [a for v in out["ages"] for a in v]
+    return Trial(
+        cameras=k,
+        seconds=args.seconds,
+        fps_target=args.fps,
+        per_camera_fps=per_cam,
+        ages_ms=ages,
+        cpu_pct=float(out["cpu_pct"]),
+        detector_calls_per_s=sum(out["counts"]) / args.seconds,
+        images_per_s=sum(out["counts"]) / args.seconds,
+        drops=0,
+        extra={"vid_stride": stride, "errors": out["errors"][:3]},
+    )
+
+
+def opencv_naive(args: argparse.Namespace, rtsp: Any, weights: str) -> dict[str, Any]:
+    spec = camera_mix(1, 1.0, args.sizes)[0]
+    out = run_script(
+        NAIVE_OPENCV,
+        [rtsp.url(spec.mount), weights, args.seconds],
+        timeout=args.seconds + 120,
+    )
+    lag = out["lag"]
+    first = [v for t, v in lag if t < min(3.0, args.seconds / 4)]
+    last = [v for t, v in lag if t > args.seconds - min(3.0, args.seconds / 4)]
+    growth = (
+        (statistics.mean(last) - statistics.mean(first)) / max(1e-9, lag[-1][0] - lag[0][0])
+        if first and last
+        else float("nan")
+    )
+    return {
+        "camera": f"busy {spec.size[0]}x{spec.size[1]} 10 fps",
+        "analysed_fps": round(out["analysed"] / out["seconds"], 2),
+        "behind_live_at_start_ms": round(statistics.mean(first), 0) if first else None,
+        "behind_live_at_end_ms": round(statistics.mean(last), 0) if last else None,
+        "frame_age_growth_ms_per_s": round(growth, 1),
+    }
+
+
+# -- 5. decode CPU -------------------------------------------------------------------------
+
+READER_SCRIPT = r"""
+import json, sys, time, resource
+from gridwatch.ingest.reader import CameraReader
+urls, seconds = json.loads(sys.argv[1])
+readers = [CameraReader(f"c{i}", u) for i, u in enumerate(urls)]
+for r in readers:
+    r.start()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not all(r.stats.frames_decoded > 5 for r in readers):
+    time.sleep(0.1)
+f0 = sum(r.stats.frames_decoded for r in readers)
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+t0 = time.monotonic()
+while time.monotonic() - t0 < seconds:
+    for r in readers:
+        r.slot.take()  # a consumer that takes frames and converts nothing
+    time.sleep(0.05)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+f1 = sum(r.stats.frames_decoded for r in readers)
+cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+print(json.dumps({"frames": f1 - f0, "cpu_s": cpu}))
+for r in readers:
+    r.stop()
+"""
+
+
+def decode_check(args: argparse.Namespace, rtsp: Any, size: tuple[int, int], n: int) -> dict:
+    """``n`` readers in one process vs ``n`` ``ffmpeg -threads 1 -f null`` on one stream; both
+    measured over the same steady-state window (after opening and probing)."""
+    import threading
+
+    mount = f"busy-{size[0]}x{size[1]}"
+    urls = [rtsp.url(mount)] * n
+    ours = run_script(READER_SCRIPT, [urls, args.decode_seconds], args.decode_seconds + 60)
+    warm = 3.0
+    procs: list[subprocess.Popen[bytes]] = []
+    frames = [0] * n
+
+    def follow(i: int, p: subprocess.Popen[bytes]) -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if line.startswith(b"frame="):
+                frames[i] = int(line.split(b"=", 1)[1])
+
+    for i, u in enumerate(urls):
+        cmd = [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
+            "-rtsp_transport", "tcp", "-i", u, "-t", f"{warm + args.decode_seconds + 2:g}",
+            "-progress", "pipe:1", "-f", "null", "-",
+        ]  # fmt: skip
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        threading.Thread(target=follow, args=(i, p), daemon=True).start()
+    time.sleep(warm)
+    ps = [psutil.Process(p.pid) for p in procs]
+    c0 = sum(sum(q.cpu_times()[:2]) for q in ps)
+    f0 = sum(frames)
+    time.sleep(args.decode_seconds)
+    c1 = sum(sum(q.cpu_times()[:2]) for q in ps)
+    f1 = sum(frames)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    ours_ms = ours["cpu_s"] / max(1, ours["frames"]) * 1000
+    ff_ms = (c1 - c0) / max(1, f1 - f0) * 1000
+    return {
+        "stream": f"{size[0]}x{size[1]} H.264 10 fps over RTSP, {n} at once",
+        "ours_ms_cpu_per_frame": round(ours_ms, 3),
+        "ffmpeg_threads1_ms_cpu_per_frame": round(ff_ms, 3),
+        "ratio": round(ours_ms / ff_ms, 2) if ff_ms else None,
+        "ours_frames": ours["frames"],
+        "ffmpeg_frames": f1 - f0,
+    }
+
+
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return float(ru.ru_utime + ru.ru_stime)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        w, _, h = part.strip().partition("x")
+        out.append((int(w), int(h)))
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from gridwatch.detectors import build_detector
+    from gridwatch.detectors.weights import default_weights_path
+    from gridwatch.embedded.nats_server import NatsServer
+    from gridwatch.embedded.rtsp_server import RtspServer
+
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "load_before": load_snapshot(),
+        "settings": {
+            "seconds_per_trial": args.seconds,
+            "warmup_s": args.warmup,
+            "analysis_fps_target": args.fps,
+            "busy_share": args.busy_share,
+            "sizes": [f"{w}x{h}" for w, h in args.sizes],
+            "backend": args.backend,
+            "precision": args.precision if args.backend == "openvino" else None,
+            "pass_rule": f"every camera >= {TARGET_SHARE:.0%} of target fps and p99 frame age "
+            f"<= {MAX_P99_AGE_MS:.0f} ms",
+        },
+    }
+
+    def make(**kw: Any) -> Any:
+        if args.backend == "openvino":
+            kw["precision"] = args.precision
+        else:
+            kw.pop("streams", None)
+        return build_detector("default", 0.25, backend=args.backend, **kw)
+
+    detector = make()
+    result["detector"] = {
+        "name": detector.name,
+        "streams": getattr(detector, "streams", 1),
+        "threads": getattr(detector, "threads", None),
+        "precision": getattr(detector, "precision", None),
+    }
+    # 1. regions (one inference thread, so CPU per frame is comparable)
+    single = make(threads=1, streams=1)
+    region = asyncio.run(region_eval(single, args.region_frames, "frame"))
+    result["regions"] = region
+    if not args.quick:
+        result["regions_native"] = asyncio.run(region_eval(single, args.region_frames, "native"))
+    del single
+    files = scene_files(args.sizes)
+    with (
+        tempfile.TemporaryDirectory() as store,
+        NatsServer(store_dir=Path(store)) as nats_server,
+        RtspServer(files, loop=True) as rtsp,
+    ):
+        # 2. ours
+        ours = OursRunner(args, rtsp, nats_server.url, detector)
+        ours.start()
+        try:
+            budget = args.ours_budget_s
+            ours_trials = search_capacity(
+                ours.trial, args.max_cameras, budget, start=args.ours_start
+            )
+        finally:
+            ours.close()
+        result["ours_trials"] = [t.row() for t in ours_trials]
+        weights = str(default_weights_path())
+        # 3. naive ultralytics
+        naive_trials = search_capacity(
+            lambda k: naive_trial(args, rtsp, weights, k),
+            args.max_cameras,
+            args.naive_budget_s,
+            start=args.naive_start,
+        )
+        result["naive_trials"] = [t.row() for t in naive_trials]
+        # 4. naive OpenCV loop
+        result["opencv_naive"] = opencv_naive(args, rtsp, weights)
+        # 5. decode
+        if time.monotonic() - started < args.deadline_s - 2 * args.decode_seconds - 20:
+            result["decode"] = [
+                decode_check(args, rtsp, size, args.decode_cameras) for size in args.sizes
+            ]
+    ours_cap = capacity(ours_trials)
+    naive_cap = capacity(naive_trials)
+    at_cap = next((t for t in ours_trials if t.cameras == ours_cap and t.passed), None)
+    result.update(
+        {
+            "ours_max_cameras": ours_cap,
+            "naive_max_cameras": naive_cap,
+            "ratio": round(ours_cap / naive_cap, 2) if naive_cap else None,
+            "ratio_note": None
+            if naive_cap
+            else "the naive loop cannot keep even one camera at 90% of 2 fps here",
+            "p99_frame_age_ms": round(at_cap.p99_ms, 1) if at_cap and at_cap.ages_ms else None,
+            "region_recall_vs_full": region["recall_vs_full"],
+            "region_cpu_vs_full": region["cpu_vs_full"],
+            "load_after": load_snapshot(),
+            "wall_s": round(time.monotonic() - started, 1),
+        }
+    )
+    return result
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Ours with ``args.cameras`` cameras for ``args.soak`` minutes: per minute the analysis
+    rate, frame age and the process's memory (does anything grow?)."""
+    from gridwatch.detectors import build_detector
+    from gridwatch.embedded.nats_server import NatsServer
+    from gridwatch.embedded.rtsp_server import RtspServer
+
+    kw: dict[str, Any] = {"precision": args.precision} if args.backend == "openvino" else {}
+    detector = build_detector("default", 0.25, backend=args.backend, **kw)
+    files = scene_files(args.sizes)
+    rows = []
+    before = load_snapshot()
+    with (
+        tempfile.TemporaryDirectory() as store,
+        NatsServer(store_dir=Path(store)) as nats_server,
+        RtspServer(files, loop=True) as rtsp,
+    ):
+        ours = OursRunner(args, rtsp, nats_server.url, detector)
+        ours.start()
+        try:
+            minutes = max(1, round(args.soak))
+            args.seconds = 60.0
+            for m in range(minutes):
+                args.warmup = args.warmup if m == 0 else 0.0
+                t = ours.trial(args.cameras)
+                rss = psutil.Process().memory_info().rss / 2**20
+                rows.append({"minute": m + 1, **t.row(), "rss_mib": round(rss, 1)})
+                log.info("minute %d: %s", m + 1, rows[-1])
+        finally:
+            ours.close()
+    rss = [r["rss_mib"] for r in rows]
+    p99 = [r["frame_age_p99_ms"] or 0.0 for r in rows]
+    return {
+        "machine": machine(),
+        "load_before": before,
+        "cameras": args.cameras,
+        "minutes": rows,
+        "rss_growth_first_to_last_pct": round((rss[-1] - rss[0]) / rss[0] * 100, 1),
+        "p99_frame_age_first_last_ms": [p99[0], p99[-1]],
+        "load_after": load_snapshot(),
+    }
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"machine: {r['machine']}")
+    print(f"load before: {r['load_before']}  after: {r.get('load_after')}")
+    print(f"detector: {r['detector']}  settings: {r['settings']}")
+    print()
+    cols = [
+        "cameras", "pass", "busy", "idle", "fps_min", "fps_mean", "frame_age_p50_ms",
+        "frame_age_p99_ms", "detector_calls_per_s", "cpu_pct_of_one_core", "drops",
+    ]  # fmt: skip
+    for name in ("ours_trials", "naive_trials"):
+        print(name.replace("_", " "))
+        print("  " + "  ".join(f"{c:>10}" for c in cols))
+        for row in r.get(name, []):
+            print("  " + "  ".join(f"{row.get(c, '')!s:>10}" for c in cols))
+        print()
+    for key in ("regions", "regions_native", "opencv_naive"):
+        if key in r:
+            print(f"{key}: {r[key]}")
+    for d in r.get("decode", []):
+        print(f"decode: {d}")
+    print()
+    for key in (
+        "ours_max_cameras",
+        "naive_max_cameras",
+        "ratio",
+        "p99_frame_age_ms",
+        "region_recall_vs_full",
+        "region_cpu_vs_full",
+        "wall_s",
+    ):
+        print(f"{key:<24} {r.get(key)}")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench multicam", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short trials: finishes in ~5 minutes")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    ap.add_argument("--seconds", type=float, help="measured seconds per trial")
+    ap.add_argument("--warmup", type=float, help="seconds before measuring a trial")
+    ap.add_argument("--fps", type=float, default=2.0, help="target analysis fps per camera")
+    ap.add_argument("--busy-share", type=float, default=0.25, help="share of busy cameras")
+    ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("640x360,1280x720"))
+    ap.add_argument("--max-cameras", type=int, default=64)
+    ap.add_argument("--ours-start", type=int, help="first K tried for ours (quick: 4)")
+    ap.add_argument(
+        "--soak", type=float, help="instead: run ours with --cameras K for this many minutes"
+    )
+    ap.add_argument("--cameras", type=int, default=32, help="cameras of the --soak run")
+    ap.add_argument("--naive-start", type=int, help="first K tried for the naive loop")
+    ap.add_argument("--backend", default="openvino", help="our detector backend")
+    ap.add_argument(
+        "--precision", default="f32", help="openvino precision: f32 (default), bf16, auto"
+    )
+    args = ap.parse_args(argv)
+    q = args.quick
+    args.seconds = args.seconds or (8.0 if q else 30.0)
+    args.warmup = args.warmup or (6.0 if q else 10.0)
+    args.region_frames = 60 if q else 159
+    args.ours_start = args.ours_start or (4 if q else 1)
+    args.naive_start = args.naive_start or (2 if q else 1)
+    args.ours_budget_s = 90 if q else 1200
+    args.naive_budget_s = 95 if q else 900
+    args.decode_seconds = 4.0 if q else 20.0
+    args.decode_cameras = 4
+    args.deadline_s = 250 if q else 7200
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("gridwatch", "ultralytics"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.soak:
+        result = soak(args)
+        print(json.dumps(result, indent=1))
+    else:
+        result = run(args)
+        print_table(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0

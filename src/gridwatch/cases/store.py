@@ -1,0 +1,168 @@
+"""JetStream objects of cases: stream ``GW_CASES`` (the truth), KV ``gw_cases`` (fast reads).
+
+Events are appended with ``Nats-Expected-Last-Subject-Sequence`` = the sequence of the case's
+last event: each case has its own subject, so this is optimistic concurrency per case done by
+the server. Two case-service instances (or one that restarted with a stale view) cannot both
+append "acknowledged" to the same case; the loser reloads the case and decides again.
+``Nats-Msg-Id: <case id>.v<version>`` makes a retried append single.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import APIError, NotFoundError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from gridwatch.auth.subjects import CASES_KV, CASES_PREFIX, CASES_STREAM, case_key, case_subject
+from gridwatch.cases.model import Case, CaseEvent, apply
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+WRONG_LAST_SEQ = 10071
+DUPLICATE_WINDOW_S = 120.0
+
+
+class ConflictError(RuntimeError):
+    """The case changed since it was read (another writer); reload and decide again."""
+
+
+async def ensure_case_infra(
+    js: JetStreamContext, *, retention_days: float = 180.0, replicas: int = 1
+) -> KeyValue:
+    """Create (or converge the retention of) stream GW_CASES and KV bucket gw_cases."""
+    max_age = retention_days * DAY_S
+    cfg = js_api.StreamConfig(
+        name=CASES_STREAM,
+        description="gridwatch case lifecycle: gw.v1.cases.<grid>.<alert id>",
+        subjects=[f"{CASES_PREFIX}.>"],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        discard=js_api.DiscardPolicy.OLD,
+        max_age=max_age,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
+    )
+    try:
+        info = await js.stream_info(CASES_STREAM)
+        if abs((info.config.max_age or 0) - max_age) > 1e-3:
+            await js.update_stream(info.config.evolve(max_age=max_age))
+            log.info("stream %s: retention now %.0f days", CASES_STREAM, retention_days)
+    except NotFoundError:
+        try:
+            await js.add_stream(cfg)
+            log.info("created stream %s (%.0f days)", CASES_STREAM, retention_days)
+        except APIError as e:
+            if e.err_code != 10058:
+                raise
+    try:
+        kv = await js.key_value(CASES_KV)
+        kv_stream = f"KV_{CASES_KV}"
+        info = await js.stream_info(kv_stream)
+        if abs((info.config.max_age or 0) - max_age) > 1e-3:
+            await js.update_stream(info.config.evolve(max_age=max_age))
+    except (NotFoundError, nats.js.errors.BucketNotFoundError):
+        kv = await js.create_key_value(
+            js_api.KeyValueConfig(
+                bucket=CASES_KV,
+                description="gridwatch case states (derived from GW_CASES)",
+                history=1,
+                ttl=max_age,
+                storage=js_api.StorageType.FILE,
+                replicas=replicas,
+            )
+        )
+    return kv
+
+
+async def append_event(
+    js: JetStreamContext, case: Case | None, event: CaseEvent, *, ack_timeout: float = 5.0
+) -> Case:
+    """Append ``event`` to the case's subject and return the new state (with ``last_seq``).
+
+    Raises :class:`ConflictError` when the case has moved on since ``case`` was read.
+    """
+    headers = {
+        "Nats-Msg-Id": event.message_id,
+        "Nats-Expected-Last-Subject-Sequence": str(case.last_seq if case is not None else 0),
+    }
+    try:
+        ack = await js.publish(
+            case_subject(event.grid_id, event.case_id),
+            event.model_dump_json().encode(),
+            timeout=ack_timeout,
+            stream=CASES_STREAM,
+            headers=headers,
+        )
+    except APIError as e:
+        if e.err_code == WRONG_LAST_SEQ:
+            raise ConflictError(str(e)) from e
+        raise
+    return apply(case, event).model_copy(update={"last_seq": ack.seq})
+
+
+async def iter_events(
+    js: JetStreamContext, subject_filter: str, *, idle_timeout: float = 5.0
+) -> AsyncIterator[tuple[int, CaseEvent]]:
+    """Every stored event matching ``subject_filter``, in order, then stop (a replay)."""
+    sub = await js.subscribe(
+        subject_filter,
+        stream=CASES_STREAM,
+        ordered_consumer=True,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+    )
+    try:
+        info = await sub.consumer_info()
+        # pending counts what is not yet *sent*: a fast server may have sent everything already
+        if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
+            return
+        while True:
+            msg = await sub.next_msg(timeout=idle_timeout)
+            meta = msg.metadata
+            try:
+                yield meta.sequence.stream, CaseEvent.model_validate_json(msg.data)
+            except ValidationError as e:
+                log.warning(
+                    "skipping unparseable case event at seq %d: %s", meta.sequence.stream, e
+                )
+            if meta.num_pending == 0:
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def load_case(js: JetStreamContext, grid_id: str, case_id: str) -> Case | None:
+    """Fold one case's events from the stream (the authoritative state)."""
+    case: Case | None = None
+    async for seq, ev in iter_events(js, case_subject(grid_id, case_id)):
+        case = apply(case, ev).model_copy(update={"last_seq": seq})
+    return case
+
+
+async def load_all(js: JetStreamContext) -> dict[str, Case]:
+    """Every case, rebuilt by replaying GW_CASES, keyed by ``<grid>.<id>``."""
+    cases: dict[str, Case] = {}
+    async for seq, ev in iter_events(js, f"{CASES_PREFIX}.>"):
+        key = case_key(ev.grid_id, ev.case_id)
+        cases[key] = apply(cases.get(key), ev).model_copy(update={"last_seq": seq})
+    return cases
+
+
+async def cache_case(kv: KeyValue, case: Case, *, put_timeout: float = 5.0) -> None:
+    """Best effort: the KV copy is a cache, rebuilt from the stream when it is stale."""
+    try:
+        await asyncio.wait_for(
+            kv.put(case_key(case.grid_id, case.id), case.model_dump_json().encode()), put_timeout
+        )
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as e:
+        log.warning("case %s not cached in %s: %s", case.id, CASES_KV, e)

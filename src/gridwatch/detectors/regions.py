@@ -1,0 +1,433 @@
+"""Region detection: detect only around what moved and what was there, packed into one mosaic.
+
+Running the whole frame every time pays for grass and walls. So, once the motion gate says a
+frame deserves a look, the detector looks only at *regions*: rectangles around
+
+* the boxes found in the last second of looks (the "track regions"), widened by how far a
+  person may have walked since and tightened to where the motion mask says they went, and
+* motion blobs not explained by one of those (someone new),
+
+each with a margin for context.
+
+What the code taught us (``docs/performance.md`` has the figures):
+
+* The issue's plan was one square model input per merged region. On the busy vtest scene
+  squares merge into big ones and cost 1.4–1.8× the whole frame. Instead the regions (tight
+  rectangles) are **packed into one mosaic** per frame, shelf by shelf with grey gaps: one
+  model call per camera frame, at a canvas shape that fits them (the export takes any
+  multiple-of-32 shape).
+* The plan also said *native resolution*. At native resolution a region look finds people a
+  whole-frame look at 640 misses (a person half behind a sign), so counts jump each time the
+  analyser switches between a region look and a whole-frame look (first frame, refresh, scene
+  change). ``scale="frame"`` (the default) packs regions at the scale the whole frame is
+  detected at: both looks see the same objects, and a 768×576 frame's regions cost 0.69× the
+  native pixels. ``scale="native"`` remains for cameras whose people are small.
+
+Boxes found on the mosaic are mapped back to the frame: a box belongs to the region its centre
+falls in; a box cut by a region's inner edge (an edge that is not the frame's edge) is dropped
+— that object is some other region's, or will be seen whole next time; of two boxes from
+different regions for one object the larger (whole) one is kept.
+
+When the regions would cost nearly as much as the whole frame (``full_frame_ratio`` of its
+input area) or cannot be packed into ``max_canvas``, :func:`plan_regions` returns ``None`` and
+the caller runs the whole frame.
+
+>>> import numpy as np
+>>> plan = plan_regions((768, 576), np.array([[100, 100, 140, 200]], np.float32), RegionSettings())
+>>> plan.tiles[0].src, plan.tiles[0].size, plan.canvas_size
+((74, 74, 166, 226), (77, 127), (128, 128))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from gridwatch.detectors.yolo_io import PAD_VALUE, STRIDE
+from gridwatch.model import Detections
+
+FloatBoxes = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSettings:
+    """Tuning of region planning (the config's ``analysis.regions`` section fills it)."""
+
+    margin_px: int = 16
+    """Context added around each region on every side, pixels."""
+    margin_frac: float = 0.1
+    """…plus this fraction of the region's larger side."""
+    expand: float = 0.2
+    """How far a previous box may have moved, as a fraction of its height (the motion mask
+    then says where it went)."""
+    min_side: int = 48
+    """Smallest region side, pixels (context for the detector)."""
+    full_frame_ratio: float = 0.75
+    """Run the whole frame instead when the mosaic's area reaches this share of the whole
+    frame's model input (the model's cost grows with input area)."""
+    max_canvas: int = 640
+    """Largest mosaic side; regions that cannot be packed within it mean whole frame."""
+    gap: int = 8
+    """Grey pixels between regions in the mosaic."""
+    scale: Literal["frame", "native"] = "frame"
+    """``frame``: regions at the scale the whole frame is detected at (``imgsz`` / the frame's
+    longer side), so a region look and a whole-frame look see the same objects and counts do
+    not flicker when the mode changes; ``native``: full resolution (finds smaller people,
+    costs ``1/scale²`` more)."""
+
+    def __post_init__(self) -> None:
+        if self.margin_px < 0 or self.margin_frac < 0 or self.expand < 0:
+            raise ValueError("margins and expand must be >= 0")
+        if not 0 < self.full_frame_ratio <= 2:
+            raise ValueError(f"full_frame_ratio must be in (0, 2], got {self.full_frame_ratio}")
+        if self.max_canvas < STRIDE or self.max_canvas % STRIDE:
+            raise ValueError(f"max_canvas must be a multiple of {STRIDE}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    """One region: ``src`` xyxy in the frame (integers), placed at ``dst`` (x, y) in the
+    mosaic with size ``size`` (w, h): the region scaled by the plan's ``scale``."""
+
+    src: tuple[int, int, int, int]
+    dst: tuple[int, int]
+    size: tuple[int, int]
+
+    @property
+    def width(self) -> int:
+        return self.src[2] - self.src[0]
+
+    @property
+    def height(self) -> int:
+        return self.src[3] - self.src[1]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionPlan:
+    """Where each region of a frame goes in the mosaic the detector sees."""
+
+    frame_size: tuple[int, int]
+    """(w, h) of the frame."""
+    tiles: tuple[Tile, ...]
+    canvas_size: tuple[int, int]
+    """(w, h) of the mosaic, multiples of 32."""
+    scale: float = 1.0
+    """Mosaic pixels per frame pixel (1: native resolution)."""
+
+    @property
+    def area(self) -> int:
+        return self.canvas_size[0] * self.canvas_size[1]
+
+    @property
+    def region_area(self) -> int:
+        return sum(t.width * t.height for t in self.tiles)
+
+    def compose(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """The mosaic: each region copied (scaled by ``scale``), grey elsewhere."""
+        cw, ch = self.canvas_size
+        canvas = np.full((ch, cw, 3), PAD_VALUE, np.uint8)
+        for t in self.tiles:
+            x0, y0, x1, y1 = t.src
+            dx, dy = t.dst
+            tw, th = t.size
+            crop = image[y0:y1, x0:x1]
+            if (tw, th) != (x1 - x0, y1 - y0):
+                canvas[dy : dy + th, dx : dx + tw] = cv2.resize(
+                    crop, (tw, th), interpolation=cv2.INTER_AREA
+                )
+            else:
+                canvas[dy : dy + th, dx : dx + tw] = crop
+        return canvas
+
+    def map_back(
+        self, det: Detections, *, iou: float = 0.5, edge: float = 0.03, contained: float = 0.6
+    ) -> Detections:
+        """Boxes found on the mosaic → boxes in the frame (see the module docs).
+
+        A box within ``edge`` × the region's side (at least 4 px) of an inner edge is cut off
+        there and dropped. Regions overlap in the frame, so one object can be found in two of
+        them, once whole and once cut short a little inside an edge: of two boxes from
+        different regions that overlap by ``iou``, or where ``contained`` of the smaller lies
+        inside the larger, the larger (the whole object) is kept.
+        """
+        fw, fh = self.frame_size
+        if len(det) == 0:
+            return Detections.empty((fw, fh), det.class_names)
+        cx = (det.xyxy[:, 0] + det.xyxy[:, 2]) / 2
+        cy = (det.xyxy[:, 1] + det.xyxy[:, 3]) / 2
+        rows: list[int] = []
+        moved: list[npt.NDArray[np.float32]] = []
+        tile_of: list[int] = []
+        k = 1.0 / self.scale
+        for ti, t in enumerate(self.tiles):
+            dx, dy = t.dst
+            tw, th = t.size
+            inside = np.flatnonzero((cx >= dx) & (cx < dx + tw) & (cy >= dy) & (cy < dy + th))
+            if len(inside) == 0:
+                continue
+            b = det.xyxy[inside].copy()
+            b[:, [0, 2]] = np.clip(b[:, [0, 2]], dx, dx + tw)
+            b[:, [1, 3]] = np.clip(b[:, [1, 3]], dy, dy + th)
+            x0, y0, x1, y1 = t.src
+            ex, ey = max(4.0, edge * tw), max(4.0, edge * th)
+            cut = np.zeros(len(b), np.bool_)
+            if x0 > 0:
+                cut |= b[:, 0] <= dx + ex
+            if y0 > 0:
+                cut |= b[:, 1] <= dy + ey
+            if x1 < fw:
+                cut |= b[:, 2] >= dx + tw - ex
+            if y1 < fh:
+                cut |= b[:, 3] >= dy + th - ey
+            b = (b[~cut] - np.array([dx, dy, dx, dy], np.float32)) * k + np.array(
+                [x0, y0, x0, y0], np.float32
+            )
+            rows.extend(int(i) for i in inside[~cut])
+            tile_of.extend([ti] * len(b))
+            moved.append(b.astype(np.float32))
+        if not rows:
+            return Detections.empty((fw, fh), det.class_names)
+        xyxy = np.concatenate(moved)
+        idx = np.array(rows, np.int64)
+        conf = det.confidence[idx]
+        keep = _cross_region_dedup(xyxy, np.array(tile_of, np.int64), iou, contained)
+        return Detections.from_arrays(
+            xyxy=xyxy[keep],
+            confidence=conf[keep],
+            class_id=det.class_id[idx][keep],
+            image_size=(fw, fh),
+            class_names=det.class_names,
+        )
+
+
+def _cross_region_dedup(
+    xyxy: FloatBoxes, tile: npt.NDArray[np.int64], iou: float, contained: float
+) -> list[int]:
+    """Indices kept: largest first, dropping boxes from *other* regions that overlap a kept one
+    by ``iou`` or lie ``contained`` inside it (within a region the model's NMS already ran)."""
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    order = np.argsort(-area, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        b = xyxy[i]
+        dup = False
+        for k in kept:
+            if tile[k] == tile[i]:
+                continue
+            o = xyxy[k]
+            iw = min(b[2], o[2]) - max(b[0], o[0])
+            ih = min(b[3], o[3]) - max(b[1], o[1])
+            if iw <= 0 or ih <= 0:
+                continue
+            inter = float(iw * ih)
+            small = float(min(area[i], area[k]))
+            if inter / (area[i] + area[k] - inter) >= iou or (
+                small > 0 and inter / small >= contained
+            ):
+                dup = True
+                break
+        if not dup:
+            kept.append(int(i))
+    return sorted(kept)
+
+
+def nms_indices(xyxy: FloatBoxes, scores: npt.NDArray[np.float32], iou: float) -> list[int]:
+    """Class-agnostic NMS, indices kept in descending score order."""
+    if len(xyxy) == 0:
+        return []
+    rects = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in xyxy]
+    kept = cv2.dnn.NMSBoxes(rects, [float(s) for s in scores], 0.0, iou)
+    return [int(i) for i in np.asarray(kept, dtype=np.int64).reshape(-1)]
+
+
+def propose(
+    frame_size: tuple[int, int],
+    *,
+    previous: FloatBoxes | None,
+    motion_boxes: FloatBoxes | None,
+    motion_mask: npt.NDArray[np.bool_] | None = None,
+    motion_stride: int = 1,
+    settings: RegionSettings | None = None,
+) -> FloatBoxes:
+    """Boxes worth a look in this frame (before margins), in frame pixels.
+
+    Each previous box is widened by ``expand`` × its height (where the person may have gone),
+    then shrunk to the previous box ∪ the moving pixels inside that window (where they did
+    go). Motion blobs are kept only where they are not already inside such a window.
+    """
+    s = settings or RegionSettings()
+    w, h = frame_size
+    out: list[list[float]] = []
+    windows: list[tuple[float, float, float, float]] = []
+    for b in previous if previous is not None else np.zeros((0, 4), np.float32):
+        bh = float(b[3] - b[1])
+        ex = s.expand * bh
+        win = (
+            max(0.0, float(b[0]) - ex),
+            max(0.0, float(b[1]) - ex / 2),
+            min(float(w), float(b[2]) + ex),
+            min(float(h), float(b[3]) + ex / 2),
+        )
+        windows.append(win)
+        box = [float(v) for v in b]
+        if motion_mask is not None and motion_mask.size:
+            st = motion_stride
+            mx0, my0 = int(win[0] // st), int(win[1] // st)
+            mx1, my1 = int(-(-win[2] // st)), int(-(-win[3] // st))
+            ys, xs = np.nonzero(motion_mask[my0:my1, mx0:mx1])
+            if len(xs) >= 3:
+                box = [
+                    min(box[0], (mx0 + float(xs.min())) * st),
+                    min(box[1], (my0 + float(ys.min())) * st),
+                    max(box[2], (mx0 + float(xs.max()) + 1) * st),
+                    max(box[3], (my0 + float(ys.max()) + 1) * st),
+                ]
+        else:
+            box = list(win)
+        out.append(box)
+    for m in motion_boxes if motion_boxes is not None else np.zeros((0, 4), np.float32):
+        covered = any(
+            m[0] >= wx0 and m[1] >= wy0 and m[2] <= wx1 and m[3] <= wy1
+            for wx0, wy0, wx1, wy1 in windows
+        )
+        if not covered:
+            out.append([float(v) for v in m])
+    if not out:
+        return np.zeros((0, 4), np.float32)
+    arr = np.array(out, np.float32)
+    arr[:, [0, 2]] = np.clip(arr[:, [0, 2]], 0, w)
+    arr[:, [1, 3]] = np.clip(arr[:, [1, 3]], 0, h)
+    return arr
+
+
+def _with_margin(box: Sequence[float], frame_size: tuple[int, int], s: RegionSettings) -> list[int]:
+    w, h = frame_size
+    x0, y0, x1, y1 = (float(v) for v in box)
+    m = s.margin_px + s.margin_frac * max(x1 - x0, y1 - y0)
+    x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
+    # grow to min_side around the centre
+    for lo, hi, idx in ((x0, x1, 0), (y0, y1, 1)):
+        if hi - lo < s.min_side:
+            c = (lo + hi) / 2
+            lo, hi = c - s.min_side / 2, c + s.min_side / 2
+        if idx == 0:
+            x0, x1 = lo, hi
+        else:
+            y0, y1 = lo, hi
+    return [
+        max(0, int(np.floor(x0))),
+        max(0, int(np.floor(y0))),
+        min(w, int(np.ceil(x1))),
+        min(h, int(np.ceil(y1))),
+    ]
+
+
+def _area(r: Sequence[int]) -> int:
+    return (r[2] - r[0]) * (r[3] - r[1])
+
+
+def merge_rects(rects: list[list[int]]) -> list[list[int]]:
+    """Merge two rectangles whenever their union is no larger than the two apart (the mosaic
+    then carries fewer, not more, pixels), until no pair qualifies.
+
+    >>> merge_rects([[0, 0, 10, 10], [2, 2, 12, 12], [50, 50, 60, 60]])
+    [[0, 0, 12, 12], [50, 50, 60, 60]]
+    """
+    rects = [list(r) for r in rects]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                u = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                if _area(u) <= _area(a) + _area(b):
+                    rects[i] = u
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return rects
+
+
+def _shelf(sizes: list[tuple[int, int]], width: int, gap: int) -> tuple[list[tuple[int, int]], int]:
+    """Shelf packing, tallest first: positions and the used height."""
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][1], -sizes[i][0]))
+    pos: list[tuple[int, int]] = [(0, 0)] * len(sizes)
+    x = y = shelf_h = 0
+    for i in order:
+        tw, th = sizes[i]
+        if x > 0 and x + tw > width:
+            y += shelf_h + gap
+            x = shelf_h = 0
+        pos[i] = (x, y)
+        x += tw + gap
+        shelf_h = max(shelf_h, th)
+    return pos, y + shelf_h
+
+
+CANVAS_WIDTHS = (128, 192, 256, 320, 384, 448, 512, 640)
+"""Mosaic widths tried (heights are any multiple of 32). A few widths, not every multiple of
+32: each distinct input shape costs the runtime a cached plan (OpenVINO: ~4.7 MB each)."""
+
+
+def _ceil32(v: int) -> int:
+    return -(-v // STRIDE) * STRIDE
+
+
+def whole_frame_input_area(frame_size: tuple[int, int], imgsz: int) -> int:
+    """Model input area of the whole frame at ``imgsz`` (scaled down, padded to 32)."""
+    w, h = frame_size
+    scale = min(1.0, imgsz / max(w, h))
+    return _ceil32(round(w * scale)) * _ceil32(round(h * scale))
+
+
+def plan_regions(
+    frame_size: tuple[int, int],
+    boxes: FloatBoxes,
+    settings: RegionSettings | None = None,
+    *,
+    imgsz: int = 640,
+) -> RegionPlan | None:
+    """Pack the regions around ``boxes`` into a mosaic; ``None`` means "run the whole frame".
+
+    An empty ``boxes`` gives a plan with no tiles (nothing to look at).
+    """
+    s = settings or RegionSettings()
+    scale = 1.0 if s.scale == "native" else min(1.0, imgsz / max(frame_size))
+    if len(boxes) == 0:
+        return RegionPlan(frame_size, (), (0, 0), scale)
+    rects = merge_rects([_with_margin(b, frame_size, s) for b in boxes])
+    rects = [r for r in rects if _area(r) > 0]
+    if not rects:
+        return RegionPlan(frame_size, (), (0, 0), scale)
+    sizes = [
+        (max(1, round((r[2] - r[0]) * scale)), max(1, round((r[3] - r[1]) * scale))) for r in rects
+    ]
+    widest = max(sz[0] for sz in sizes)
+    if widest > s.max_canvas or max(sz[1] for sz in sizes) > s.max_canvas:
+        return None
+    best: tuple[int, int, int, list[tuple[int, int]]] | None = None
+    widths = sorted({w for w in CANVAS_WIDTHS if w <= s.max_canvas} | {s.max_canvas})
+    for cw in (w for w in widths if w >= widest):
+        pos, used_h = _shelf(sizes, cw, s.gap)
+        ch = _ceil32(used_h)
+        if ch > s.max_canvas:
+            continue
+        if best is None or cw * ch < best[0]:
+            best = (cw * ch, cw, ch, pos)
+    if best is None:
+        return None
+    area, cw, ch, pos = best
+    if area >= s.full_frame_ratio * whole_frame_input_area(frame_size, imgsz):
+        return None
+    tiles = tuple(
+        Tile((r[0], r[1], r[2], r[3]), p, sz) for r, p, sz in zip(rects, pos, sizes, strict=True)
+    )
+    return RegionPlan(frame_size, tiles, (cw, ch), scale)

@@ -1,0 +1,58 @@
+"""Camera URLs without their secrets, for anything a person or a log may read.
+
+IP cameras put credentials in the RTSP URL (``rtsp://admin:pass@10.1.2.3/stream1``), and
+FFmpeg repeats the URL in its error messages, so a password would otherwise end up in logs,
+health reports, CLI tables and exports. Everything that shows a URL goes through here; the
+clear URL is only ever handed to FFmpeg.
+
+>>> redact_url("rtsp://admin:s3cret@10.0.0.7:554/Streaming/Channels/102")
+'rtsp://admin:***@10.0.0.7:554/Streaming/Channels/102'
+>>> redact_text("Connection refused: 'rtsp://u:p%40ss@cam/x' and rtsp://cam/y")
+"Connection refused: 'rtsp://u:***@cam/x' and rtsp://cam/y"
+>>> url_has_redacted_password("rtsp://admin:***@cam/x")
+True
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+__all__ = [
+    "REDACTED",
+    "redact_text",
+    "redact_url",
+    "url_has_redacted_password",
+    "url_host",
+]
+
+REDACTED = "***"
+
+# scheme://user:password@  — the password is anything up to the last '@' before the host part
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*):(?P<pw>[^\s'\"/]*)@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``; the user name is kept."""
+    return redact_text(url)
+
+
+def url_has_redacted_password(url: str) -> bool:
+    """True for a URL whose password is the ``***`` placeholder (a redacted export)."""
+    try:
+        return urlsplit(url).password == REDACTED
+    except ValueError:
+        return False
+
+
+def url_host(url: str) -> str | None:
+    """The host of a network URL, or None for a file path or an unparsable URL."""
+    try:
+        return urlsplit(url).hostname if "://" in url else None
+    except ValueError:
+        return None

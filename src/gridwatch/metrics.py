@@ -1,0 +1,184 @@
+"""Prometheus metrics of a worker, served at ``http://<host>:<port>/metrics``.
+
+Two kinds of figures, chosen so that a frame costs (almost) nothing to count:
+
+* **counters and gauges read at scrape time** from the stats the readers, pipelines, analysers
+  and the inference service keep anyway (plain integers): frames decoded, dropped and
+  analysed, detector runs by mode (gated, regions, full, dropped), reconnects, keyframe-only
+  state, inference batches and their drops;
+* **histograms observed per detector run** (a couple of microseconds): frame age when the
+  detector started, and detector wall time, per camera.
+
+Every metric is labelled ``camera`` where it is per camera. Each worker has its own registry,
+so tests and benchmarks can run several workers in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gridwatch.worker import Worker
+
+log = logging.getLogger(__name__)
+
+AGE_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+DETECTOR_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class _WorkerCollector(Collector):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Any]:
+        w = self.worker
+        decoded = CounterMetricFamily(
+            "gridwatch_frames_decoded", "Frames decoded from the camera.", labels=["camera"]
+        )
+        dropped = CounterMetricFamily(
+            "gridwatch_frames_dropped",
+            "Decoded frames replaced in the one-slot buffer before analysis took them.",
+            labels=["camera"],
+        )
+        analysed = CounterMetricFamily(
+            "gridwatch_frames_analysed",
+            "Frames the analysis loop took (gated or detected).",
+            labels=["camera"],
+        )
+        runs = CounterMetricFamily(
+            "gridwatch_detector_runs",
+            "What the analyser did per frame: gated (no detector), regions, full, dropped.",
+            labels=["camera", "mode"],
+        )
+        reconnects = CounterMetricFamily(
+            "gridwatch_camera_reconnects", "Times the stream was reopened.", labels=["camera"]
+        )
+        online = GaugeMetricFamily(
+            "gridwatch_camera_online", "1 while frames are arriving.", labels=["camera"]
+        )
+        keyframes = GaugeMetricFamily(
+            "gridwatch_camera_keyframes_only",
+            "1 while the camera decodes keyframes only (idle).",
+            labels=["camera"],
+        )
+        for cam_id, reader in list(w.readers.items()):
+            s = reader.stats
+            decoded.add_metric([cam_id], s.frames_decoded)
+            dropped.add_metric([cam_id], reader.slot.dropped)
+            reconnects.add_metric([cam_id], max(0, s.opens - 1))
+            online.add_metric([cam_id], 1.0 if s.state.value == "online" else 0.0)
+            keyframes.add_metric([cam_id], 1.0 if s.keyframes_only else 0.0)
+            pipe = w.pipelines.get(cam_id)
+            if pipe is not None:
+                analysed.add_metric([cam_id], pipe.stats.analysed)
+            analyser = w.analysers.get(cam_id)
+            if analyser is not None:
+                for mode, n in analyser.stats.modes.items():
+                    runs.add_metric([cam_id, mode], n)
+        yield from (decoded, dropped, analysed, runs, reconnects, online, keyframes)
+        service = w.inference_service
+        if service is None:
+            return
+        st = service.stats
+        yield CounterMetricFamily(
+            "gridwatch_inference_batches", "Detector calls made by the service.", value=st.batches
+        )
+        yield CounterMetricFamily(
+            "gridwatch_inference_images", "Images run by the service.", value=st.images
+        )
+        yield CounterMetricFamily(
+            "gridwatch_inference_multi_camera_batches",
+            "Detector calls that carried images of more than one camera.",
+            value=st.multi_camera_batches,
+        )
+        drops = CounterMetricFamily(
+            "gridwatch_inference_dropped",
+            "Requests not run: replaced by a newer frame, or refused (service full).",
+            labels=["reason"],
+        )
+        drops.add_metric(["replaced"], st.replaced)
+        drops.add_metric(["refused"], st.refused)
+        drops.add_metric(["failed"], st.failed)
+        yield drops
+        yield CounterMetricFamily(
+            "gridwatch_inference_busy_seconds",
+            "Seconds spent in detector calls, summed over inference threads.",
+            value=st.busy_s,
+        )
+        yield GaugeMetricFamily(
+            "gridwatch_inference_pending", "Requests waiting now.", value=service.pending
+        )
+
+
+class WorkerMetrics:
+    """The metrics of one worker: its registry, histograms, and the HTTP endpoint."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.frame_age = Histogram(
+            "gridwatch_frame_age_seconds",
+            "Age of the frame when the detector started on it (includes waiting for the "
+            "inference service behind other cameras).",
+            ["camera"],
+            buckets=AGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.detector_time = Histogram(
+            "gridwatch_detector_seconds",
+            "Wall time of the detector call that carried the frame (a batch may carry several).",
+            ["camera", "mode"],
+            buckets=DETECTOR_BUCKETS,
+            registry=self.registry,
+        )
+        self._collector: _WorkerCollector | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    def bind(self, worker: Worker) -> None:
+        """Export ``worker``'s live stats (read at each scrape)."""
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+        self._collector = _WorkerCollector(worker)
+        self.registry.register(self._collector)
+
+    def observe(self, camera_id: str, mode: str, frame_age_ms: float, detector_ms: float) -> None:
+        self.frame_age.labels(camera_id).observe(frame_age_ms / 1000.0)
+        self.detector_time.labels(camera_id, mode).observe(detector_ms / 1000.0)
+
+    def forget_camera(self, camera_id: str) -> None:
+        """Drop a stopped camera's histogram series."""
+        for hist, extra in ((self.frame_age, ()), (self.detector_time, ("regions", "full"))):
+            labels = [(camera_id,)] if not extra else [(camera_id, m) for m in extra]
+            for lv in labels:
+                with contextlib.suppress(KeyError):
+                    hist.remove(*lv)
+
+    def render(self) -> bytes:
+        """The exposition text, as ``/metrics`` serves it."""
+        return generate_latest(self.registry)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 9108) -> int:
+        """Serve ``/metrics`` on a background thread; returns the port (useful with 0)."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server, self._thread = server, thread
+        self.port = int(server.server_port)
+        log.info("metrics at http://%s:%d/metrics", host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None

@@ -1,0 +1,213 @@
+"""Snapshots for people, per grid, blurred unless their role may see more.
+
+The ``gw_snapshots`` object store cannot be scoped per grid by NATS permissions (object
+subjects are ``$O.<bucket>.M.<base64 name>`` and ``$O.<bucket>.C.<nuid>``, nothing a
+permission can match on a grid), so people never read it directly. They ask this service on
+``gw.v1.snapshot-get.<grid>.<their name>`` (their permissions allow only their own name and,
+for responders, their own grid). The service checks the object's ``Gw-Grid`` metadata against
+the grid asked for and the user's grid, and answers the JPEG with people's regions pixelated
+(the ``Gw-Boxes`` metadata the publisher recorded), or the full picture when the user's role is
+in ``notify.full_snapshot_roles`` and they asked for it. Every full view is audited: logged and
+published on ``gw.v1.audit.snapshot.<grid>``.
+
+Reply: the JPEG as the body with header ``Gw-Variant: blurred|full``; or an empty body with
+``Gw-Error: <code>`` and ``Gw-Message``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import cv2
+import numpy as np
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import NotFoundError
+from nats.js.object_store import ObjectStore
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridwatch.alerts.snapshots import SNAPSHOT_BOXES_HEADER, SNAPSHOT_GRID_HEADER
+from gridwatch.alerts.subjects import SNAPSHOT_BUCKET
+from gridwatch.auth.models import UserConfig
+from gridwatch.auth.subjects import SNAPSHOT_REQ_PREFIX, audit_subject, snapshot_request_subject
+from gridwatch.config import GridwatchConfig
+
+log = logging.getLogger(__name__)
+
+QUEUE_GROUP = "gw-snapshot-service"
+Variant = Literal["blurred", "full"]
+
+
+class SnapshotRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(description="The alert's snapshot name.")
+    variant: Variant = Field(default="blurred", description="blurred (default) or full.")
+
+
+class SnapshotDenied(RuntimeError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def blur_regions(
+    jpeg: bytes, boxes: Sequence[Sequence[float]], *, margin: float = 0.15, block: int = 10
+) -> bytes:
+    """Pixelate each normalized xyxy box (grown by ``margin`` of its size) beyond recognition:
+    a person becomes blocks of ``block`` pixels, enough to count, not to identify."""
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("not a decodable JPEG")
+    h, w = img.shape[:2]
+    for b in boxes:
+        x1, y1, x2, y2 = (float(v) for v in b[:4])
+        mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+        px1, py1 = max(0, int((x1 - mx) * w)), max(0, int((y1 - my) * h))
+        px2, py2 = min(w, int(np.ceil((x2 + mx) * w))), min(h, int(np.ceil((y2 + my) * h)))
+        if px2 - px1 < 2 or py2 - py1 < 2:
+            continue
+        roi = img[py1:py2, px1:px2]
+        small = cv2.resize(
+            roi,
+            (max(1, (px2 - px1) // block), max(1, (py2 - py1) // block)),
+            interpolation=cv2.INTER_AREA,
+        )
+        img[py1:py2, px1:px2] = cv2.resize(
+            small, (px2 - px1, py2 - py1), interpolation=cv2.INTER_NEAREST
+        )
+    ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), 80])
+    if not ok:
+        raise RuntimeError("could not encode the blurred snapshot")
+    return bytes(buf.tobytes())
+
+
+def _header(headers: dict[str, list[str]] | None, key: str) -> str | None:
+    values = (headers or {}).get(key)
+    return values[0] if values else None
+
+
+class SnapshotService:
+    """Answers snapshot requests (see the module docstring)."""
+
+    def __init__(self, nc: NATS, config: GridwatchConfig, *, op_timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.config = config
+        self.users = {u.name: u for u in config.users}
+        self.op_timeout = op_timeout
+        self._store: ObjectStore | None = None
+        self._sub: Subscription | None = None
+        self.served = 0
+        self.full_views = 0
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(
+            f"{SNAPSHOT_REQ_PREFIX}.*.*", queue=QUEUE_GROUP, cb=self._on_request
+        )
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _objects(self) -> ObjectStore:
+        if self._store is None:
+            self._store = await self.nc.jetstream().object_store(SNAPSHOT_BUCKET)
+        return self._store
+
+    async def serve(
+        self, grid: str, user: UserConfig, req: SnapshotRequest
+    ) -> tuple[bytes, Variant]:
+        if not user.is_person and user.role != "admin":
+            raise SnapshotDenied("forbidden", f"a {user.role} account does not view snapshots")
+        if not user.may_see_grid(grid):
+            raise SnapshotDenied("forbidden", f"{user.name} is not in grid {grid}")
+        store = await self._objects()
+        try:
+            obj = await asyncio.wait_for(store.get(req.name), self.op_timeout)
+        except NotFoundError as e:
+            raise SnapshotDenied("not_found", f"no snapshot {req.name!r}") from e
+        headers = obj.info.headers if obj.info is not None else None
+        obj_grid = _header(headers, SNAPSHOT_GRID_HEADER)
+        if obj_grid != grid:  # also refuses objects stored without a grid
+            raise SnapshotDenied("not_found", f"no snapshot {req.name!r} in grid {grid}")
+        data = bytes(obj.data or b"")
+        full_ok = user.role in self.config.notify.full_snapshot_roles
+        if req.variant == "full" and full_ok:
+            self.full_views += 1
+            await self._audit(grid, user, req.name)
+            return data, "full"
+        boxes = json.loads(_header(headers, SNAPSHOT_BOXES_HEADER) or "[]")
+        return await asyncio.to_thread(blur_regions, data, boxes), "blurred"
+
+    async def _audit(self, grid: str, user: UserConfig, name: str) -> None:
+        record = {
+            "kind": "snapshot_full_view",
+            "user": user.name,
+            "role": user.role,
+            "grid": grid,
+            "snapshot": name,
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        log.info("AUDIT unblurred snapshot %s viewed by %s (%s)", name, user.name, user.role)
+        with contextlib.suppress(Exception):
+            await self.nc.publish(audit_subject("snapshot", grid), json.dumps(record).encode())
+
+    async def _on_request(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        parts = msg.subject.split(".")
+        try:
+            if len(parts) != 5:
+                raise SnapshotDenied("invalid", "bad subject")
+            grid, name = parts[3], parts[4]
+            user = self.users.get(name)
+            if user is None:
+                raise SnapshotDenied("forbidden", f"unknown user {name!r}")
+            req = SnapshotRequest.model_validate_json(msg.data)
+            data, variant = await self.serve(grid, user, req)
+            self.served += 1
+            await self.nc.publish(msg.reply, data, headers={"Gw-Variant": variant})
+        except Exception as e:
+            code = e.code if isinstance(e, SnapshotDenied) else "invalid"
+            if not isinstance(e, SnapshotDenied | ValueError):
+                log.exception("snapshot request on %s failed", msg.subject)
+                code = "unavailable"
+            with contextlib.suppress(Exception):
+                await self.nc.publish(
+                    msg.reply, b"", headers={"Gw-Error": code, "Gw-Message": str(e)[:200]}
+                )
+
+
+class SnapshotRequestError(RuntimeError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def request_snapshot(
+    nc: NATS,
+    *,
+    grid: str,
+    user: str,
+    name: str,
+    variant: Variant = "blurred",
+    reply_timeout: float = 10.0,
+) -> tuple[bytes, str]:
+    """Ask the snapshot service; returns (JPEG, variant served)."""
+    msg = await nc.request(
+        snapshot_request_subject(grid, user),
+        SnapshotRequest(name=name, variant=variant).model_dump_json().encode(),
+        timeout=reply_timeout,
+    )
+    headers = msg.headers or {}
+    if "Gw-Error" in headers:
+        raise SnapshotRequestError(headers["Gw-Error"], headers.get("Gw-Message", ""))
+    return bytes(msg.data), headers.get("Gw-Variant", "blurred")

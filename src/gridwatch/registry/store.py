@@ -1,0 +1,393 @@
+"""The camera registry: one key per camera in the NATS KV bucket ``gw_cameras``.
+
+Why NATS KV and not the YAML file or a database: workers already hold a NATS connection, a KV
+watch pushes a change to every worker within milliseconds (hot reload without polling), and the
+bucket keeps each camera's history (who changed the zone on Tuesday, and what it was before).
+The YAML file remains the format for version control: ``camera import`` seeds the bucket from
+it and ``camera export`` writes it back.
+
+A value is a small JSON envelope around the camera as it appears in a config file::
+
+    {"schema_version": 1, "camera": {...}, "changed_by": "ops@host",
+     "changed_at": "2026-11-26T09:12:03Z", "change": "zone set gate-apron"}
+
+Writes are compare-and-set on the key's last revision (:meth:`CameraRegistry.edit` retries on
+a conflict), so two engineers editing one camera never silently overwrite each other; a
+removal is a KV delete marker, so the history survives it. Nothing here validates grids or
+schedules: callers validate with :func:`gridwatch.config.check_camera` against their config,
+and workers validate again when they load a camera (see :mod:`gridwatch.registry.watcher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
+from nats.js.kv import KeyValue
+
+from gridwatch.config import CameraConfig
+
+__all__ = [
+    "BUCKET",
+    "SCHEMA_VERSION",
+    "CameraExistsError",
+    "CameraNotFoundError",
+    "CameraRecord",
+    "CameraRegistry",
+    "ConcurrentUpdateError",
+    "HistoryEntry",
+    "RegistryError",
+    "camera_document",
+    "current_user",
+    "decode_value",
+    "watch_next",
+    "watch_stop",
+]
+
+log = logging.getLogger(__name__)
+
+BUCKET = "gw_cameras"
+SCHEMA_VERSION = 1
+KV_STREAM = f"KV_{BUCKET}"
+_T = TypeVar("_T")
+
+
+class RegistryError(Exception):
+    """A registry operation failed; the message says what to do about it."""
+
+
+class CameraExistsError(RegistryError):
+    pass
+
+
+class CameraNotFoundError(RegistryError):
+    pass
+
+
+class ConcurrentUpdateError(RegistryError):
+    pass
+
+
+def current_user() -> str:
+    """Who is making a change, for the history: ``$GW_USER`` or ``user@host``."""
+    user = os.environ.get("GW_USER")
+    if user:
+        return user
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return f"{name}@{socket.gethostname()}"
+
+
+def camera_document(camera: CameraConfig) -> dict[str, Any]:
+    """The camera as it would be written in a config file: JSON types, defaults left out.
+
+    Leaving defaults out records what an engineer actually set, so a later change of a
+    default reaches cameras that never chose a value.
+    """
+    return camera.model_dump(mode="json", exclude_defaults=True)
+
+
+def decode_value(raw: bytes) -> dict[str, Any]:
+    """The camera mapping in a stored value (an envelope, or a bare camera written by hand).
+
+    Raises ``ValueError`` when the value is not a JSON object of either shape.
+    """
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"value is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("value is not a JSON object")
+    if "camera" in doc and "schema_version" in doc:
+        if doc["schema_version"] != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {doc['schema_version']!r}")
+        camera = doc["camera"]
+        if not isinstance(camera, dict):
+            raise ValueError("'camera' is not a JSON object")
+        return camera
+    return doc
+
+
+def _envelope(camera: CameraConfig, *, by: str, change: str) -> bytes:
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "camera": camera_document(camera),
+        "changed_by": by,
+        "changed_at": now,
+        "change": change,
+    }
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class CameraRecord:
+    """A camera as stored, with the revision to compare-and-set against."""
+
+    camera: CameraConfig
+    revision: int
+    changed_by: str = ""
+    changed_at: str = ""
+    change: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One revision of a camera's key; ``camera`` is None for a removal."""
+
+    revision: int
+    operation: Literal["put", "delete", "purge"]
+    created: dt.datetime | None
+    camera: dict[str, Any] | None
+    changed_by: str
+    change: str
+
+
+async def watch_next(watcher: KeyValue.KeyWatcher, wait_s: float) -> object:
+    """The next item of a KV watch (an entry, None for end-of-snapshot, or a stop marker);
+    ``nats.errors.TimeoutError`` when nothing came within ``wait_s``. Typed wrapper."""
+    return await watcher.updates(timeout=wait_s)  # type: ignore[no-untyped-call]
+
+
+async def watch_stop(watcher: KeyValue.KeyWatcher) -> None:
+    await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+def _meta(raw: bytes | None) -> tuple[str, str, str]:
+    with contextlib.suppress(Exception):
+        doc = json.loads(raw or b"")
+        if isinstance(doc, dict):
+            return (
+                str(doc.get("changed_by", "")),
+                str(doc.get("changed_at", "")),
+                str(doc.get("change", "")),
+            )
+    return "", "", ""
+
+
+def _created(entry: KeyValue.Entry) -> dt.datetime | None:
+    created: Any = entry.created
+    if isinstance(created, dt.datetime):
+        return created
+    if isinstance(created, int | float) and created > 0:
+        return dt.datetime.fromtimestamp(created / 1e9, dt.UTC)
+    return None
+
+
+class CameraRegistry:
+    """CRUD on ``gw_cameras`` with optimistic concurrency; every call has a timeout."""
+
+    def __init__(self, js: JetStreamContext, kv: KeyValue, *, op_timeout: float = 10.0) -> None:
+        self.js = js
+        self.kv = kv
+        self.op_timeout = op_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        js: JetStreamContext,
+        *,
+        create: bool = True,
+        history: int = 16,
+        op_timeout: float = 10.0,
+    ) -> CameraRegistry:
+        """Bind to the bucket, creating it (file storage, ``history`` revisions) if missing.
+
+        Creating is idempotent and race-safe, like ``ensure_alert_infra``: every worker and
+        CLI may call it; an existing bucket keeps its settings.
+        """
+        try:
+            kv = await asyncio.wait_for(js.key_value(BUCKET), op_timeout)
+        except BucketNotFoundError:
+            if not create:
+                raise RegistryError(
+                    f"the camera registry (KV bucket {BUCKET}) does not exist yet: add a camera "
+                    "or import a config with `gridwatch camera import FILE`"
+                ) from None
+            cfg = js_api.KeyValueConfig(
+                bucket=BUCKET,
+                description="gridwatch camera registry: one key per camera",
+                history=history,
+                storage=js_api.StorageType.FILE,
+            )
+            try:
+                kv = await asyncio.wait_for(js.create_key_value(cfg), op_timeout)
+                log.info("created camera registry bucket %s (history %d)", BUCKET, history)
+            except APIError:  # another client created it first, perhaps with other settings
+                kv = await asyncio.wait_for(js.key_value(BUCKET), op_timeout)
+        return cls(js, kv, op_timeout=op_timeout)
+
+    async def _timed(self, aw: Awaitable[_T]) -> _T:
+        return await asyncio.wait_for(aw, self.op_timeout)
+
+    async def get(self, camera_id: str) -> CameraRecord:
+        """The camera's current value; :class:`CameraNotFoundError` if absent or removed."""
+        try:
+            entry = await self._timed(self.kv.get(camera_id))
+        except (KeyNotFoundError, KeyDeletedError):
+            raise CameraNotFoundError(
+                f"no camera {camera_id!r} in the registry (`gridwatch camera list` shows them)"
+            ) from None
+        return self.record(entry)
+
+    def record(self, entry: KeyValue.Entry) -> CameraRecord:
+        """Decode a raw entry (from :meth:`entries`); raises if it holds no valid camera."""
+        data = decode_value(entry.value or b"")
+        camera = CameraConfig.model_validate(data)
+        by, at, change = _meta(entry.value)
+        return CameraRecord(camera, int(entry.revision or 0), by, at, change)
+
+    async def entries(self) -> dict[str, KeyValue.Entry]:
+        """The latest value of every present key (removed ones left out), raw."""
+        watcher = await self._timed(self.kv.watchall(ignore_deletes=True))
+        out: dict[str, KeyValue.Entry] = {}
+        try:
+            while True:
+                entry = await self._timed(watch_next(watcher, self.op_timeout))
+                if entry is None or not isinstance(entry, KeyValue.Entry):
+                    break
+                out[entry.key] = entry
+        finally:
+            with contextlib.suppress(Exception):
+                await watch_stop(watcher)
+        return out
+
+    async def cameras(self) -> list[CameraRecord]:
+        """Every camera, sorted by id. A value that does not parse is logged and skipped."""
+        records = []
+        for key, entry in sorted((await self.entries()).items()):
+            try:
+                records.append(self.record(entry))
+            except Exception as exc:  # one bad value must not hide the other cameras
+                log.error("registry key %s does not hold a valid camera: %s", key, exc)
+        return records
+
+    async def create(
+        self, camera: CameraConfig, *, by: str | None = None, change: str = "add"
+    ) -> int:
+        """Add a new camera; :class:`CameraExistsError` if the id is taken. Returns the revision."""
+        try:
+            return await self._timed(
+                self.kv.create(camera.id, _envelope(camera, by=by or current_user(), change=change))
+            )
+        except KeyWrongLastSequenceError:
+            raise CameraExistsError(
+                f"duplicate id: camera {camera.id!r} already exists; pick another id, or change "
+                f"it with `gridwatch camera zone set|rule add|enable|disable {camera.id}` "
+                f"(`gridwatch camera show {camera.id}` shows it)"
+            ) from None
+
+    async def put(
+        self,
+        camera: CameraConfig,
+        *,
+        expect_revision: int | None = None,
+        by: str | None = None,
+        change: str = "put",
+    ) -> int:
+        """Write ``camera``: unconditionally, or only if its key is still at ``expect_revision``
+        (0: only if absent). :class:`ConcurrentUpdateError` when someone else got there first."""
+        value = _envelope(camera, by=by or current_user(), change=change)
+        if expect_revision is None:
+            return await self._timed(self.kv.put(camera.id, value))
+        try:
+            if expect_revision == 0:
+                return await self._timed(self.kv.create(camera.id, value))
+            return await self._timed(self.kv.update(camera.id, value, last=expect_revision))
+        except KeyWrongLastSequenceError:
+            raise ConcurrentUpdateError(
+                f"camera {camera.id!r} was changed by someone else meanwhile; run the command again"
+            ) from None
+
+    async def edit(
+        self,
+        camera_id: str,
+        change_fn: Callable[[CameraConfig], CameraConfig],
+        *,
+        change: str,
+        by: str | None = None,
+        retries: int = 5,
+    ) -> CameraRecord:
+        """Read, apply ``change_fn``, write back if nobody wrote in between; retry otherwise.
+
+        ``change_fn`` validates (it may raise ``ConfigError``); it is re-run on the fresh value
+        after a conflict, so a concurrent edit of another field is kept, not overwritten.
+        """
+        for _ in range(retries):
+            current = await self.get(camera_id)
+            updated = change_fn(current.camera)
+            if updated.id != camera_id:
+                raise RegistryError("a camera's id cannot be changed; add it anew and remove this")
+            try:
+                rev = await self.put(
+                    updated, expect_revision=current.revision, by=by, change=change
+                )
+            except ConcurrentUpdateError:
+                continue
+            return CameraRecord(updated, rev, by or current_user(), "", change)
+        raise ConcurrentUpdateError(
+            f"camera {camera_id!r} kept changing under us ({retries} tries); try again"
+        )
+
+    async def remove(self, camera_id: str) -> None:
+        """Remove a camera (a delete marker: its history is kept)."""
+        current = await self.get(camera_id)
+        try:
+            await self._timed(self.kv.delete(camera_id, last=current.revision))
+        except KeyWrongLastSequenceError:
+            raise ConcurrentUpdateError(
+                f"camera {camera_id!r} was changed meanwhile; look at it again and retry"
+            ) from None
+
+    async def history(self, camera_id: str) -> list[HistoryEntry]:
+        """Every kept revision of one camera, oldest first (removals included)."""
+        watcher = await self._timed(self.kv.watch(camera_id, include_history=True))
+        out: list[HistoryEntry] = []
+        try:
+            while True:
+                entry = await self._timed(watch_next(watcher, self.op_timeout))
+                if entry is None or not isinstance(entry, KeyValue.Entry):
+                    break
+                op: Literal["put", "delete", "purge"] = (
+                    "delete" if entry.operation == "DEL" else
+                    "purge" if entry.operation == "PURGE" else "put"
+                )  # fmt: skip
+                camera = None
+                if op == "put":
+                    with contextlib.suppress(ValueError):
+                        camera = decode_value(entry.value or b"")
+                by, _, change = _meta(entry.value)
+                out.append(
+                    HistoryEntry(int(entry.revision or 0), op, _created(entry), camera, by, change)
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await watch_stop(watcher)
+        if not out:
+            raise CameraNotFoundError(f"the registry has never held a camera {camera_id!r}")
+        return out
+
+    async def last_sequence(self) -> int:
+        """The bucket stream's last sequence: a cheap way to tell whether anything was written."""
+        info = await self._timed(self.js.stream_info(KV_STREAM))
+        return int(info.state.last_seq or 0)

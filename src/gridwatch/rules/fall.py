@@ -1,0 +1,217 @@
+"""Fall: a tracked person changes from upright to fallen and stays down ``min_duration_s``.
+
+"Down" is the model's fall class where it has one (the default model's ``Fall``), otherwise a
+box wider than tall by ``lying_aspect``. "Upright" is a person box taller than wide by
+``upright_aspect`` that is not down.
+
+Why the person must be seen upright first: the default model labels a jacket lying on the vtest
+grass ``Fall`` on nearly every frame, and a sand heap now and then. Those never stood up, so
+they never raise. A track must have been observed upright for ``min_upright_s`` in total, and
+its last upright observation must be at most ``max_transition_s`` before it went down.
+
+Falling changes a box's shape so much that ByteTrack often loses the person and starts a new
+track lying on the ground. The new track inherits the state of an upright track lost within
+``track_keep_s`` and within a box height of it (:mod:`gridwatch.rules.tracks`), unless the
+lying object overlaps something that was lying there before anyone stood nearby (a never-upright
+down object seen within ``static_memory_s``): a person walking past the jacket and lost behind
+the lamp post must not hand their upright past to the jacket.
+
+A walker briefly misread as ``Fall`` (seen on vtest for up to 1.4 s) does not stay down for
+``min_duration_s``. The incident is per zone (or per camera without a zone), like crowding:
+two people down at once are one incident with a count of two.
+
+>>> import numpy as np
+>>> from gridwatch.model import Detections
+>>> rule = FallRule(None, FallParams(min_duration_s=2, min_upright_s=1, clear_after_s=2),
+...                 fall_classes={1})
+>>> def person(tid, box, cls):
+...     return Detections.from_arrays(xyxy=[box], confidence=[.9], class_id=[cls],
+...                                   tracker_id=[tid], image_size=(200, 200))
+>>> seq = [person(1, [50, 20, 70, 80], 0)] * 3 + [person(2, [40, 60, 100, 82], 1)] * 4
+>>> [(t, e.state.value) for t, d in enumerate(seq) for e in rule.update(d, float(t))]
+[(5, 'raised')]
+>>> jacket = person(9, [10, 150, 60, 170], 1)
+>>> rule2 = FallRule(None, FallParams(min_duration_s=2), fall_classes={1})
+>>> [e for t in range(20) for e in rule2.update(jacket, float(t))]
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridwatch.model import Detections, IncidentEvent
+from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
+from gridwatch.rules.tracks import TrackedObject, TrackTable, iou, tracked
+from gridwatch.rules.zones import Zone
+
+FALL_CLASS_NAMES = frozenset({"fall", "fallen", "falling", "fall_down", "falldown", "lying"})
+
+
+def fall_class_ids(class_names: Mapping[int, str]) -> frozenset[int]:
+    """The model's classes that mean "a person down".
+
+    >>> sorted(fall_class_ids({0: "Normal", 1: "Fall"}))
+    [1]
+    >>> sorted(fall_class_ids({0: "person", 2: "car"}))
+    []
+    """
+    return frozenset(i for i, n in class_names.items() if n.strip().lower() in FALL_CLASS_NAMES)
+
+
+@dataclass(frozen=True)
+class FallParams:
+    min_duration_s: float = 5.0
+    clear_after_s: float = 10.0
+    onset_gap_s: float = 1.5
+    update_interval_s: float = 5.0
+    min_upright_s: float = 1.0
+    max_transition_s: float = 5.0
+    upright_aspect: float = 1.2
+    lying_aspect: float = 1.2
+    track_keep_s: float = 3.0
+    static_memory_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        EpisodeParams(
+            self.min_duration_s, self.clear_after_s, self.onset_gap_s, self.update_interval_s
+        )
+        for name in ("min_upright_s", "max_transition_s", "track_keep_s", "static_memory_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.upright_aspect <= 0 or self.lying_aspect <= 0:
+            raise ValueError("aspect ratios must be positive")
+
+
+@dataclass
+class _Person:
+    upright_s: float = 0.0
+    last_upright: float | None = None
+    last_ts: float | None = None
+    was_down: bool = False
+    down_since: float | None = None
+    last_down: float = 0.0
+    ever_upright: bool = False
+
+
+class FallRule:
+    type = "fall"
+
+    def __init__(
+        self,
+        zone: Zone | None,
+        params: FallParams,
+        *,
+        schedule: ScheduleLike | None = None,
+        person_classes: Collection[int] | None = None,
+        fall_classes: Collection[int] = (),
+        class_names: dict[int, str] | None = None,
+    ) -> None:
+        self.zone = zone
+        self.params = params
+        self.zone_id = zone.id if zone is not None else None
+        self.rule_key = f"{self.type}/{zone.id if zone is not None else '*'}"
+        self._schedule: ScheduleLike = schedule or Always()
+        self._persons = None if person_classes is None else frozenset(person_classes)
+        self._fall = frozenset(fall_classes)
+        self._names = class_names or {}
+        self.tracks: TrackTable[_Person] = TrackTable(keep_s=params.track_keep_s)
+        self._static: dict[int, tuple[Box, float]] = {}
+        """Never-upright down objects: track id → (box, last seen). Bounded by expiry."""
+        self._episode = Episode(
+            self.rule_key,
+            self.type,
+            self.zone_id,
+            EpisodeParams(0.0, params.clear_after_s, 0.0, params.update_interval_s),
+        )
+
+    @property
+    def phase(self) -> str:
+        return self._episode.phase.value
+
+    def _in_zone(self, obj: TrackedObject) -> bool:
+        return self.zone is None or bool(self.zone.contains(np.array([obj.anchor], np.float32))[0])
+
+    def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
+        objs = [o for o in tracked(detections, self._persons) if self._in_zone(o)]
+        return len(objs), tuple(o.box for o in objs)
+
+    def is_down(self, obj: TrackedObject) -> bool:
+        if self._fall:
+            return obj.class_id in self._fall
+        return obj.width_px >= self.params.lying_aspect * obj.height_px
+
+    def is_upright(self, obj: TrackedObject) -> bool:
+        return not self.is_down(obj) and obj.height_px >= self.params.upright_aspect * max(
+            obj.width_px, 1.0
+        )
+
+    def _linkable(self, state: _Person, obj: TrackedObject) -> bool:
+        if not state.ever_upright:
+            return True  # inheriting nothing useful, harmless
+        if self.is_down(obj):
+            return not any(iou(obj.box, box) > 0.3 for box, _ in self._static.values())
+        return True
+
+    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
+        p = self.params
+        scheduled = self._schedule.is_active(ts)
+        for tid in [t for t, (_, seen) in self._static.items() if ts - seen > p.static_memory_s]:
+            del self._static[tid]
+        if detections is not None:
+            objs = tracked(detections, self._persons)
+            for obj, st in self.tracks.observe(
+                objs, ts, lambda o: _Person(), linkable=self._linkable
+            ):
+                self._observe(obj, st, ts)
+        else:
+            self.tracks.expire(ts)
+        fallen: list[tuple[float, TrackedObject]] = []
+        for _, st, _, last in self.tracks.items():
+            if (
+                st.down_since is not None
+                and ts - st.last_down <= p.onset_gap_s
+                and st.last_down - st.down_since >= p.min_duration_s
+                and self._in_zone(last)
+            ):
+                fallen.append((st.down_since, last))
+        onset = min((s for s, _ in fallen), default=None)
+        details = {
+            "min_duration_s": p.min_duration_s,
+            "tracks": sorted(o.track_id for _, o in fallen),
+            "down_s": round(ts - onset, 1) if onset is not None else 0.0,
+        }
+        observed = detections is not None
+        return self._episode.step(
+            ts,
+            bool(fallen),
+            observed=observed,
+            scheduled=scheduled,
+            count=len(fallen) if observed else 0,
+            boxes=tuple(o.box for _, o in fallen) if observed else (),
+            details=details,
+            onset=onset,
+            clear_reason="got_up_or_gone",
+        )
+
+    def _observe(self, obj: TrackedObject, st: _Person, ts: float) -> None:
+        p = self.params
+        down = self.is_down(obj)
+        if down and not st.ever_upright:
+            self._static[obj.track_id] = (obj.box, ts)
+        if self.is_upright(obj):
+            if st.last_ts is not None and st.last_upright == st.last_ts:
+                st.upright_s += ts - st.last_ts
+            st.last_upright = ts
+            st.ever_upright = st.ever_upright or st.upright_s >= p.min_upright_s
+            if st.down_since is not None and ts - st.last_down > p.onset_gap_s:
+                st.down_since = None  # got up
+        elif down and st.ever_upright and st.last_upright is not None:
+            if st.down_since is None and ts - st.last_upright <= p.max_transition_s:
+                st.down_since = ts
+            if st.down_since is not None:
+                st.last_down = ts
+        st.last_ts = ts

@@ -1,0 +1,219 @@
+"""Per-track rule state that stays bounded on a 24/7 stream and survives short occlusions.
+
+Track-based rules (loitering, line crossing, vehicle stop, fall, intrusion) keep a little state
+per tracker id. Two problems come with that, both solved here once:
+
+* **Memory.** A camera sees thousands of tracks a day; state for a track that has not been
+  seen for ``keep_s`` is dropped (supervision's ``LineZone`` keeps it forever; we don't), and a
+  hard cap ``max_tracks`` evicts the longest-unseen entry should a detector go wild.
+* **Continuity.** ByteTrack gives a person a *new* id when it loses them for longer than its
+  buffer (a lamp post, a passing van, a person lying down whose box changes shape). A rule that
+  measures a dwell or a side of a line would restart from zero. So a new id that appears within
+  ``link_scale`` box heights of where a recently lost track was last seen, within ``keep_s``,
+  takes over that track's state. This is continuity of position within one camera, not
+  identity: no appearance features are used, and nothing crosses cameras.
+
+>>> import numpy as np
+>>> from gridwatch.model import Detections
+>>> def det(tid, x):
+...     return Detections.from_arrays(xyxy=[[x, 10, x + 10, 40]], confidence=[.9], class_id=[0],
+...                                   tracker_id=[tid], image_size=(100, 100))
+>>> table = TrackTable(keep_s=2.0)
+>>> [s for _, s in table.observe(tracked(det(1, 10)), 0.0, lambda o: {"first": 0.0})]
+[{'first': 0.0}]
+>>> [s for _, s in table.observe(tracked(det(7, 12)), 1.0, lambda o: {"first": 1.0})]  # id 7 ≈ 1
+[{'first': 0.0}]
+>>> _ = table.observe([], 5.0, dict); len(table)
+0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from gridwatch.model import Detections
+from gridwatch.rules.base import Box
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedObject:
+    """One tracked detection in one frame, in pixels and normalized."""
+
+    track_id: int
+    class_id: int
+    confidence: float
+    box_px: tuple[float, float, float, float]
+    box: Box
+    """Normalized xyxy."""
+
+    @property
+    def anchor_px(self) -> tuple[float, float]:
+        """Bottom-centre in pixels: where the object stands."""
+        x1, _, x2, y2 = self.box_px
+        return ((x1 + x2) / 2.0, y2)
+
+    @property
+    def anchor(self) -> tuple[float, float]:
+        x1, _, x2, y2 = self.box
+        return ((x1 + x2) / 2.0, y2)
+
+    @property
+    def width_px(self) -> float:
+        return self.box_px[2] - self.box_px[0]
+
+    @property
+    def height_px(self) -> float:
+        return self.box_px[3] - self.box_px[1]
+
+
+def tracked(detections: Detections, classes: Collection[int] | None = None) -> list[TrackedObject]:
+    """The detections that carry a tracker id (>= 0), optionally of the given classes only."""
+    if len(detections) == 0:
+        return []
+    keep = detections.tracker_id >= 0
+    if classes is not None:
+        keep &= np.isin(detections.class_id, np.fromiter(classes, dtype=np.int64))
+    norm = detections.xyxyn()
+    out = []
+    for i in np.flatnonzero(keep):
+        b = detections.xyxy[i]
+        n = norm[i]
+        out.append(
+            TrackedObject(
+                track_id=int(detections.tracker_id[i]),
+                class_id=int(detections.class_id[i]),
+                confidence=float(detections.confidence[i]),
+                box_px=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                box=(float(n[0]), float(n[1]), float(n[2]), float(n[3])),
+            )
+        )
+    return out
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two xyxy boxes.
+
+    >>> iou((0, 0, 2, 2), (1, 0, 3, 2))
+    0.3333333333333333
+    """
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Entry(Generic[S]):
+    state: S
+    last_seen: float
+    last: TrackedObject
+
+
+class TrackTable(Generic[S]):
+    """State per track id, expired after ``keep_s`` unseen, linked across id changes."""
+
+    def __init__(self, keep_s: float, *, link_scale: float = 1.0, max_tracks: int = 512) -> None:
+        if keep_s < 0 or max_tracks < 1:
+            raise ValueError("keep_s must be >= 0 and max_tracks >= 1")
+        self.keep_s = keep_s
+        self.link_scale = link_scale
+        self.max_tracks = max_tracks
+        self._entries: dict[int, _Entry[S]] = {}
+        self.linked: frozenset[int] = frozenset()
+        """Track ids that took over another track's state in the latest :meth:`observe`."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, track_id: int) -> bool:
+        return track_id in self._entries
+
+    def items(self) -> Iterator[tuple[int, S, float, TrackedObject]]:
+        """(track id, state, last seen, last observation) of every kept track."""
+        for tid, e in self._entries.items():
+            yield tid, e.state, e.last_seen, e.last
+
+    def get(self, track_id: int) -> S | None:
+        e = self._entries.get(track_id)
+        return None if e is None else e.state
+
+    def observe(
+        self,
+        objects: list[TrackedObject],
+        ts: float,
+        new_state: Callable[[TrackedObject], S],
+        *,
+        linkable: Callable[[S, TrackedObject], bool] | None = None,
+    ) -> list[tuple[TrackedObject, S]]:
+        """Record this frame's objects; return each with its (possibly inherited) state.
+
+        ``linkable(state, obj)`` may refuse a link (the fall rule refuses to let a lying object
+        inherit from a track that was itself never upright).
+        """
+        self.expire(ts)
+        self.linked = frozenset()
+        seen = {o.track_id for o in objects}
+        out: list[tuple[TrackedObject, S] | None] = [None] * len(objects)
+        fresh = []
+        for i, o in enumerate(objects):
+            e = self._entries.get(o.track_id)
+            if e is not None:
+                e.last_seen, e.last = ts, o
+                out[i] = (o, e.state)
+            else:
+                fresh.append(i)
+        if fresh:
+            dormant = [
+                tid for tid, e in self._entries.items() if tid not in seen and e.last_seen < ts
+            ]
+            pairs = []
+            for i in fresh:
+                o = objects[i]
+                for tid in dormant:
+                    e = self._entries[tid]
+                    reach = self.link_scale * max(e.last.height_px, o.height_px, 1.0)
+                    d = math.dist(o.anchor_px, e.last.anchor_px)
+                    if d <= reach and (linkable is None or linkable(e.state, o)):
+                        pairs.append((d, i, tid))
+            pairs.sort()
+            used_obj: set[int] = set()
+            used_tid: set[int] = set()
+            for _, i, tid in pairs:
+                if i in used_obj or tid in used_tid:
+                    continue
+                used_obj.add(i)
+                used_tid.add(tid)
+                e = self._entries.pop(tid)
+                e.last_seen, e.last = ts, objects[i]
+                self._entries[objects[i].track_id] = e
+                out[i] = (objects[i], e.state)
+            self.linked = frozenset(objects[i].track_id for i in used_obj)
+            for i in fresh:
+                if i not in used_obj:
+                    o = objects[i]
+                    e = _Entry(new_state(o), ts, o)
+                    self._entries[o.track_id] = e
+                    out[i] = (o, e.state)
+        self._cap()
+        return [x for x in out if x is not None]
+
+    def expire(self, ts: float) -> None:
+        """Drop tracks unseen for longer than ``keep_s``."""
+        stale = [tid for tid, e in self._entries.items() if ts - e.last_seen > self.keep_s]
+        for tid in stale:
+            del self._entries[tid]
+
+    def _cap(self) -> None:
+        if len(self._entries) <= self.max_tracks:
+            return
+        oldest = sorted(self._entries, key=lambda t: self._entries[t].last_seen)
+        for tid in oldest[: len(self._entries) - self.max_tracks]:
+            del self._entries[tid]
