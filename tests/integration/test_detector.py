@@ -79,7 +79,7 @@ def offline() -> Iterator[None]:
 def frames() -> dict[int, np.ndarray]:
     """Frames by index, read sequentially (seeking an AVI by index is not exact)."""
     if not VTEST.is_file():
-        pytest.skip(f"{VTEST} missing: apt-get install opencv-doc")
+        pytest.fail(f"{VTEST} missing: apt-get install opencv-doc (./run setup does)")
     cap = cv2.VideoCapture(str(VTEST))
     wanted = set(BY_EYE) | set(PEOPLE_AT)
     out: dict[int, np.ndarray] = {}

@@ -34,7 +34,7 @@ def can_unshare() -> bool:
 @pytest.fixture(scope="module")
 def scenario() -> dict[str, Any]:
     if not can_unshare():
-        pytest.skip("needs root and util-linux unshare/nsenter to create network namespaces")
+        pytest.fail("needs root and util-linux unshare/nsenter to create network namespaces")
     host_netns = str(os.stat("/proc/self/ns/net").st_ino)
     out = subprocess.run(
         ["unshare", "-n", sys.executable, str(SCENARIO), host_netns],
