@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import doctest
-
 import av
 import numpy as np
-import pytest
 
-import gridwatch.detectors.regions
-import gridwatch.detectors.yolo_io
-import gridwatch.ingest.motion
 from gridwatch.ingest.motion import MotionDetector, MotionSettings, luma_plane
 
 H, W = 144, 192
@@ -27,14 +21,6 @@ def with_person(img: np.ndarray, x: int, y: int, w: int = 12, h: int = 30) -> np
     out = img.copy()
     out[y : y + h, x : x + w] = 235
     return out
-
-
-@pytest.mark.parametrize(
-    "module", [gridwatch.ingest.motion, gridwatch.detectors.regions, gridwatch.detectors.yolo_io]
-)
-def test_doctests(module: object) -> None:
-    result = doctest.testmod(module)  # type: ignore[arg-type]
-    assert result.failed == 0
 
 
 def test_static_frames_with_grain_do_not_fire() -> None:

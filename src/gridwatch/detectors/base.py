@@ -71,6 +71,55 @@ class Detector(Protocol):
         ...
 
 
+class DetectorInfo:
+    """The descriptive half of :class:`Detector`, shared by every backend.
+
+    Backends differ in how they load and run a model, not in how they describe it: each sets
+    ``_name``, ``_class_names``, ``_person_class_ids`` and ``_last_ms`` and implements
+    :meth:`detect_batch`; this class turns those into the protocol's properties and gives
+    :meth:`detect` as a batch of one, so the four backends cannot drift apart.
+
+    >>> class Null(DetectorInfo):
+    ...     def __init__(self) -> None:
+    ...         self._name, self._class_names = "null", {0: "person"}
+    ...         self._person_class_ids, self._last_ms = frozenset({0}), 0.0
+    ...     def detect_batch(self, images):
+    ...         return [Detections.empty((im.shape[1], im.shape[0])) for im in images]
+    >>> d = Null()
+    >>> isinstance(d, Detector), len(d.detect(np.zeros((4, 6, 3), np.uint8)))
+    (True, 0)
+    """
+
+    _name: str
+    _class_names: dict[int, str]
+    _person_class_ids: frozenset[int]
+    _last_ms: float
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def class_names(self) -> Mapping[int, str]:
+        return self._class_names
+
+    @property
+    def person_class_ids(self) -> frozenset[int]:
+        return self._person_class_ids
+
+    @property
+    def last_ms(self) -> float:
+        """Wall time of the last call (pre-process, inference, NMS, conversion), ms."""
+        return self._last_ms
+
+    def detect(self, image: ImageBGR) -> Detections:
+        """Detect in one BGR frame; boxes come back in the frame's own pixels."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
+        raise NotImplementedError
+
+
 def check_image(image: object) -> ImageBGR:
     """Validate that ``image`` is an H×W×3 ``uint8`` array and return it typed.
 

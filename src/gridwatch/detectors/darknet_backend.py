@@ -28,14 +28,14 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gridwatch.detectors.base import DetectorError, ImageBGR, check_image
+from gridwatch.detectors.base import DetectorError, DetectorInfo, ImageBGR, check_image
 from gridwatch.model import Detections
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def patched_cfg(cfg: Path, cache_dir: Path | None = None) -> Path:
     return target
 
 
-class DarknetDetector:
+class DarknetDetector(DetectorInfo):
     """A :class:`~gridwatch.detectors.base.Detector` running Darknet YOLO with ``cv2.dnn``.
 
     The frame is resized (not letterboxed) to ``imgsz``×``imgsz``, as OpenCV's own YOLO sample
@@ -146,7 +146,7 @@ class DarknetDetector:
         self._out_names: list[str] = list(self._net.getUnconnectedOutLayersNames())
         names = files.names.read_text(encoding="utf-8").splitlines()
         self._class_names: dict[int, str] = {i: n.strip() for i, n in enumerate(names) if n.strip()}
-        self._person = frozenset(i for i, n in self._class_names.items() if n == "person")
+        self._person_class_ids = frozenset(i for i, n in self._class_names.items() if n == "person")
         self._classes = None if classes is None else np.array(sorted(set(classes)), np.int64)
         if threads is not None:
             cv2.setNumThreads(int(threads))
@@ -166,25 +166,6 @@ class DarknetDetector:
             self.confidence,
             self.iou,
         )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def class_names(self) -> Mapping[int, str]:
-        return self._class_names
-
-    @property
-    def person_class_ids(self) -> frozenset[int]:
-        return self._person
-
-    @property
-    def last_ms(self) -> float:
-        return self._last_ms
-
-    def detect(self, image: ImageBGR) -> Detections:
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
         t0 = time.perf_counter()

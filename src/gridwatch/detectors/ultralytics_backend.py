@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gridwatch.detectors.base import DetectorError, ImageBGR, check_image
+from gridwatch.detectors.base import DetectorError, DetectorInfo, ImageBGR, check_image
 from gridwatch.detectors.weights import resolve_weights, weights_sha256
 from gridwatch.model import Detections
 
@@ -56,7 +56,7 @@ def person_ids_for(class_names: Mapping[int, str]) -> frozenset[int]:
     return frozenset(i for i, n in lowered.items() if n == "person")
 
 
-class UltralyticsDetector:
+class UltralyticsDetector(DetectorInfo):
     """A :class:`~gridwatch.detectors.base.Detector` backed by ``ultralytics.YOLO.predict``.
 
     ``agnostic_nms`` defaults to ``True`` when every class is a person class (the fall model):
@@ -171,27 +171,6 @@ class UltralyticsDetector:
         )
 
     # -- the Detector protocol -----------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def class_names(self) -> Mapping[int, str]:
-        return self._class_names
-
-    @property
-    def person_class_ids(self) -> frozenset[int]:
-        return self._person_class_ids
-
-    @property
-    def last_ms(self) -> float:
-        """Wall time of the last call (pre-process, inference, NMS, conversion), ms."""
-        return self._last_ms
-
-    def detect(self, image: ImageBGR) -> Detections:
-        """Detect in one BGR frame; boxes come back in the frame's own pixels."""
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
         """Detect in several frames with one ``predict`` call.

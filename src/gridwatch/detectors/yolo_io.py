@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from gridwatch.detectors.base import ImageBGR, check_image
+from gridwatch.detectors.base import DetectorInfo, ImageBGR, check_image
 from gridwatch.model import Detections
 
 STRIDE = 32
@@ -144,7 +144,7 @@ def group_by_input_shape(plans: Sequence[InputPlan]) -> dict[tuple[int, int], li
     return groups
 
 
-class ExportedDetectorBase:
+class ExportedDetectorBase(DetectorInfo):
     """What the ONNX Runtime and OpenVINO backends share: the Detector protocol on top of
     :meth:`_infer` (an N×3×H×W float32 batch in, ``(N, 4 + classes, anchors)`` out).
 
@@ -194,25 +194,6 @@ class ExportedDetectorBase:
         """Model invocations (one per input shape per :meth:`detect_batch`)."""
         self.images = 0
         self.total_ms = 0.0
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def class_names(self) -> Mapping[int, str]:
-        return self._class_names
-
-    @property
-    def person_class_ids(self) -> frozenset[int]:
-        return self._person_class_ids
-
-    @property
-    def last_ms(self) -> float:
-        return self._last_ms
-
-    def detect(self, image: ImageBGR) -> Detections:
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
         """Images of one input shape go to the model in one call; other shapes in their own."""

@@ -363,7 +363,9 @@ def parse_start(text: str | None, tz: dt.tzinfo) -> float | None:
 
     >>> import zoneinfo
     >>> parse_start("2026-11-24T23:00:00+08:00", zoneinfo.ZoneInfo("UTC"))
-    1764000000.0
+    1795532400.0
+    >>> parse_start("2026-11-24T15:00:00", zoneinfo.ZoneInfo("UTC"))
+    1795532400.0
     """
     if text is None:
         return None
