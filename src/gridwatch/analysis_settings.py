@@ -60,21 +60,21 @@ class RegionsConfig(_Strict):
     enabled: bool = Field(
         default=True,
         title="Region detection",
-        description="Detect on a mosaic of native-resolution regions around motion and the "
-        "last boxes instead of the whole frame (needs backend openvino or onnx).",
+        description="Detect on a mosaic of regions around motion and the last boxes instead "
+        "of the whole frame (needs backend openvino or onnx).",
     )
     margin_px: int = Field(
-        default=16, ge=0, le=256, title="Margin", description="Context around a region, pixels."
+        default=8, ge=0, le=256, title="Margin", description="Context around a region, pixels."
     )
     margin_frac: float = Field(
-        default=0.1,
+        default=0.0,
         ge=0,
         le=1,
         title="Relative margin",
         description="Extra context, as a fraction of the region's larger side.",
     )
     expand: float = Field(
-        default=0.2,
+        default=0.3,
         ge=0,
         le=3,
         title="Movement allowance",
@@ -100,7 +100,8 @@ class RegionsConfig(_Strict):
         le=1920,
         multiple_of=32,
         title="Largest mosaic",
-        description="Largest mosaic side in pixels (a multiple of 32).",
+        description="Largest mosaic side in pixels (a multiple of 32); the mosaic shapes "
+        "used are a fixed set up to 448x384.",
     )
 
 
@@ -157,7 +158,7 @@ class AnalysisConfig(_Strict):
     regions: RegionsConfig = Field(
         default_factory=RegionsConfig,
         title="Regions",
-        description="Detect where things move, at native resolution.",
+        description="Detect where things move, on a mosaic of regions.",
     )
     refresh_s: float = Field(
         default=30.0,

@@ -221,3 +221,22 @@ async def test_a_stationary_object_is_carried_without_looking_until_motion_touch
         r = await analyser.analyse(frame(touched, 20))
         assert r.mode == "regions"
         assert len(detector.sizes) == calls + 1
+
+
+async def test_a_walker_found_again_is_looked_for_where_they_are_not_where_they_were(
+    detector: BrightBlobDetector,
+) -> None:
+    """Box memory: an object a newer look found again (its box overlaps) is looked for at its
+    new place only; an object the newer look missed is still looked for where it was."""
+    clock = Clock()
+    settings = AnalysisSettings(regions=RegionSettings(scale="native"), refresh_s=0, memory_s=1)
+    with BatchingService(detector, max_wait_ms=0) as service:
+        analyser = CameraAnalyser("cam", service, settings, clock=clock)
+        await analyser.analyse(frame(person(person(street(0), 100, 100), 500, 300), 0))
+        clock.t += 0.5
+        # the walker moved 24 px right (IoU 0.2 with the old box); the other one vanished
+        r = await analyser.analyse(frame(person(street(1), 124, 100), 1))
+        assert r.mode == "regions"
+        assert r.detections.xyxy.tolist() == [[124, 100, 160, 190]]
+        remembered = analyser._remembered(clock.t).tolist()
+    assert sorted(remembered) == [[124, 100, 160, 190], [500, 300, 536, 390]]

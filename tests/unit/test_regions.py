@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from gridwatch.detectors.regions import (
+    CANVAS_SHAPES,
     RegionPlan,
     RegionSettings,
     Tile,
     merge_rects,
+    pack,
     plan_regions,
     propose,
 )
@@ -113,12 +115,13 @@ def test_boxes_map_back_through_the_scale() -> None:
     assert out.xyxy.tolist() == [[120, 130, 160, 250]]
 
 
-def test_a_box_cut_by_an_inner_edge_is_dropped_but_not_at_the_frame_edge() -> None:
-    inner = two_tile_plan().map_back(det([(0, 30, 40, 150)]))  # touches tile A's left edge
-    assert len(inner) == 0
-    at_frame_edge = RegionPlan(FRAME, (Tile((0, 100, 100, 300), (0, 0), (100, 200)),), (128, 224))
-    kept = at_frame_edge.map_back(det([(0, 30, 40, 150)]))
-    assert kept.xyxy.tolist() == [[0, 130, 40, 250]]
+def test_a_box_cut_by_an_inner_edge_is_kept_when_no_region_saw_it_whole() -> None:
+    # touches tile A's left edge: a walker who outpaced the region; nobody else saw them
+    inner = two_tile_plan().map_back(det([(0, 30, 40, 150)]))
+    assert inner.xyxy.tolist() == [[100, 130, 140, 250]]
+    # a box sticking out of its tile is clipped to the tile's pixels
+    out = two_tile_plan().map_back(det([(60, 150, 101, 210)]))
+    assert out.xyxy.tolist() == [[160, 250, 200, 300]]
 
 
 def test_one_object_seen_by_two_overlapping_regions_is_kept_once_whole() -> None:
@@ -158,3 +161,56 @@ def test_propose_follows_a_previous_box_to_where_the_motion_is() -> None:
 def test_propose_keeps_new_motion_elsewhere() -> None:
     out = propose(FRAME, previous=boxes(), motion_boxes=boxes((600, 300, 640, 400)))
     assert out.tolist() == [[600, 300, 640, 400]]
+
+
+def no_overlap(rects: list[tuple[int, int, int, int]], gap: int = 0) -> bool:
+    return all(
+        a[2] + gap <= c[0] or c[2] + gap <= a[0] or a[3] + gap <= c[1] or c[3] + gap <= a[1]
+        for i, a in enumerate(rects)
+        for c in rects[i + 1 :]
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pack_places_every_tile_inside_the_canvas_apart_or_says_it_cannot(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = [(int(w), int(h)) for w, h in rng.integers(20, 160, (int(rng.integers(1, 9)), 2))]
+    canvas = (256, 256)
+    pos = pack(sizes, canvas, gap=4)
+    if pos is None:  # only when they cannot fit by area or by a side
+        assert sum(w * h for w, h in sizes) > 0.5 * 256 * 256 or max(max(s) for s in sizes) > 256
+        return
+    rects = [(x, y, x + w, y + h) for (x, y), (w, h) in zip(pos, sizes, strict=True)]
+    assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= 256 and r[3] <= 256 for r in rects)
+    assert no_overlap(rects, gap=4)
+
+
+def test_pack_fills_a_canvas_exactly_when_the_tiles_tile_it() -> None:
+    assert pack([(64, 64)] * 4, (128, 128)) is not None
+    assert pack([(64, 64)] * 5, (128, 128)) is None
+    assert pack([(62, 62)] * 4, (128, 128), gap=4) is not None  # 62 + 4 + 62 = 128
+    assert pack([(63, 63)] * 4, (128, 128), gap=4) is None
+
+
+def test_mosaics_come_in_few_shapes_the_smallest_that_fits() -> None:
+    """A mosaic's shape is one of the fixed few (the runtime keeps a plan per input shape),
+    the smallest by area into which the regions pack."""
+    assert len(CANVAS_SHAPES) <= 16
+    areas = [w * h for w, h in CANVAS_SHAPES]
+    assert areas == sorted(areas)
+    assert all(w % 32 == 0 and h % 32 == 0 for w, h in CANVAS_SHAPES)
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(200):
+        n = int(rng.integers(1, 7))
+        xy = rng.integers(0, 600, (n, 2)).astype(np.float32)
+        wh = rng.integers(20, 120, (n, 2)).astype(np.float32)
+        plan = plan_regions(FRAME, np.concatenate([xy, xy + wh], axis=1), RegionSettings())
+        if plan is None or not plan.tiles:
+            continue
+        seen.add(plan.canvas_size)
+        assert plan.canvas_size in CANVAS_SHAPES
+        sizes = [t.size for t in plan.tiles]
+        smaller = [s for s in CANVAS_SHAPES if s[0] * s[1] < plan.area]
+        assert all(pack(sizes, s, RegionSettings().gap) is None for s in smaller)
+    assert len(seen) >= 5  # the shapes do vary with the regions

@@ -13,9 +13,15 @@ What the code taught us (``docs/performance.md`` has the figures):
 
 * The issue's plan was one square model input per merged region. On the busy vtest scene
   squares merge into big ones and cost 1.4–1.8× the whole frame. Instead the regions (tight
-  rectangles) are **packed into one mosaic** per frame, shelf by shelf with grey gaps: one
-  model call per camera frame, at a canvas shape that fits them (the export takes any
-  multiple-of-32 shape).
+  rectangles) are **packed into one mosaic** per frame with grey gaps (MaxRects, see
+  :func:`pack`): one model call per camera frame.
+* **Few mosaic shapes.** The mosaic is the smallest of a fixed set of 14 shapes
+  (:data:`CANVAS_SHAPES`) the regions pack into. Letting the canvas take any fitting
+  multiple-of-32 shape made OpenVINO re-plan the model for most calls (it caches plans for a
+  bounded number of shapes): 35% more CPU per look than the same pixels in a few shapes.
+* **Tight margins, no dropped edge boxes.** Margins cost the most pixels (a 16 px + 10%
+  margin tripled a walker's box); 8 px suffices once a box cut by a region's inner edge is
+  kept rather than dropped (see :meth:`RegionPlan.map_back`).
 * The plan also said *native resolution*. At native resolution a region look finds people a
   whole-frame look at 640 misses (a person half behind a sign), so counts jump each time the
   analyser switches between a region look and a whole-frame look (first frame, refresh, scene
@@ -24,18 +30,16 @@ What the code taught us (``docs/performance.md`` has the figures):
   native pixels. ``scale="native"`` remains for cameras whose people are small.
 
 Boxes found on the mosaic are mapped back to the frame: a box belongs to the region its centre
-falls in; a box cut by a region's inner edge (an edge that is not the frame's edge) is dropped
-— that object is some other region's, or will be seen whole next time; of two boxes from
-different regions for one object the larger (whole) one is kept.
+falls in; of two boxes from different regions for one object the larger (whole) one is kept.
 
 When the regions would cost nearly as much as the whole frame (``full_frame_ratio`` of its
-input area) or cannot be packed into ``max_canvas``, :func:`plan_regions` returns ``None`` and
-the caller runs the whole frame.
+input area) or fit none of the shapes, :func:`plan_regions` returns ``None`` and the caller
+runs the whole frame.
 
 >>> import numpy as np
 >>> plan = plan_regions((768, 576), np.array([[100, 100, 140, 200]], np.float32), RegionSettings())
 >>> plan.tiles[0].src, plan.tiles[0].size, plan.canvas_size
-((74, 74, 166, 226), (77, 127), (128, 128))
+((92, 92, 148, 208), (47, 97), (128, 128))
 """
 
 from __future__ import annotations
@@ -58,11 +62,11 @@ FloatBoxes = npt.NDArray[np.float32]
 class RegionSettings:
     """Tuning of region planning (the config's ``analysis.regions`` section fills it)."""
 
-    margin_px: int = 16
+    margin_px: int = 8
     """Context added around each region on every side, pixels."""
-    margin_frac: float = 0.1
+    margin_frac: float = 0.0
     """…plus this fraction of the region's larger side."""
-    expand: float = 0.2
+    expand: float = 0.3
     """How far a previous box may have moved, as a fraction of its height (the motion mask
     then says where it went)."""
     min_side: int = 48
@@ -72,7 +76,7 @@ class RegionSettings:
     frame's model input (the model's cost grows with input area)."""
     max_canvas: int = 640
     """Largest mosaic side; regions that cannot be packed within it mean whole frame."""
-    gap: int = 8
+    gap: int = 4
     """Grey pixels between regions in the mosaic."""
     scale: Literal["frame", "native"] = "frame"
     """``frame``: regions at the scale the whole frame is detected at (``imgsz`` / the frame's
@@ -144,16 +148,18 @@ class RegionPlan:
                 canvas[dy : dy + th, dx : dx + tw] = crop
         return canvas
 
-    def map_back(
-        self, det: Detections, *, iou: float = 0.5, edge: float = 0.03, contained: float = 0.6
-    ) -> Detections:
+    def map_back(self, det: Detections, *, iou: float = 0.5, contained: float = 0.6) -> Detections:
         """Boxes found on the mosaic → boxes in the frame (see the module docs).
 
-        A box within ``edge`` × the region's side (at least 4 px) of an inner edge is cut off
-        there and dropped. Regions overlap in the frame, so one object can be found in two of
-        them, once whole and once cut short a little inside an edge: of two boxes from
-        different regions that overlap by ``iou``, or where ``contained`` of the smaller lies
-        inside the larger, the larger (the whole object) is kept.
+        A box belongs to the region its centre falls in and is clipped to it. Regions overlap
+        in the frame, so one object can be found in two of them, once whole and once cut short
+        at an inner edge: of two boxes from different regions that overlap by ``iou``, or where
+        ``contained`` of the smaller lies inside the larger, the larger (the whole object) is
+        kept. A box cut by an inner edge that no other region saw whole is kept as it is: it
+        is an object (a walker who outpaced the region), and its box seeds a region that
+        holds all of it at the next look. (Dropping such boxes, as an earlier version did,
+        lost the object for good once the margins were tight: recall fell from 0.97 to 0.83
+        on the busy vtest scene.)
         """
         fw, fh = self.frame_size
         if len(det) == 0:
@@ -173,21 +179,11 @@ class RegionPlan:
             b = det.xyxy[inside].copy()
             b[:, [0, 2]] = np.clip(b[:, [0, 2]], dx, dx + tw)
             b[:, [1, 3]] = np.clip(b[:, [1, 3]], dy, dy + th)
-            x0, y0, x1, y1 = t.src
-            ex, ey = max(4.0, edge * tw), max(4.0, edge * th)
-            cut = np.zeros(len(b), np.bool_)
-            if x0 > 0:
-                cut |= b[:, 0] <= dx + ex
-            if y0 > 0:
-                cut |= b[:, 1] <= dy + ey
-            if x1 < fw:
-                cut |= b[:, 2] >= dx + tw - ex
-            if y1 < fh:
-                cut |= b[:, 3] >= dy + th - ey
-            b = (b[~cut] - np.array([dx, dy, dx, dy], np.float32)) * k + np.array(
+            x0, y0 = t.src[0], t.src[1]
+            b = (b - np.array([dx, dy, dx, dy], np.float32)) * k + np.array(
                 [x0, y0, x0, y0], np.float32
             )
-            rows.extend(int(i) for i in inside[~cut])
+            rows.extend(int(i) for i in inside)
             tile_of.extend([ti] * len(b))
             moved.append(b.astype(np.float32))
         if not rows:
@@ -356,25 +352,79 @@ def merge_rects(rects: list[list[int]]) -> list[list[int]]:
     return rects
 
 
-def _shelf(sizes: list[tuple[int, int]], width: int, gap: int) -> tuple[list[tuple[int, int]], int]:
-    """Shelf packing, tallest first: positions and the used height."""
-    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][1], -sizes[i][0]))
+def pack(
+    sizes: Sequence[tuple[int, int]], canvas: tuple[int, int], gap: int = 0
+) -> list[tuple[int, int]] | None:
+    """Top-left corners placing every ``(w, h)`` of ``sizes`` inside ``canvas`` without
+    overlap and at least ``gap`` apart, or ``None`` when they do not fit.
+
+    MaxRects with best-short-side fit, largest tile first: it keeps a list of maximal free
+    rectangles and puts each tile where it leaves the least slack. On the busy vtest scene's
+    regions it left about a quarter less of the canvas unused than shelf packing did.
+
+    >>> pack([(100, 50), (50, 50), (50, 50)], (160, 104), gap=4)
+    [(0, 0), (0, 54), (54, 54)]
+    >>> pack([(100, 50), (100, 50)], (160, 96), gap=4) is None
+    True
+    """
+    cw, ch = canvas
+    # work in "tile + gap" units on a canvas one gap larger: tiles end up gap apart, and
+    # flush with the canvas edges
+    free: list[tuple[int, int, int, int]] = [(0, 0, cw + gap, ch + gap)]
     pos: list[tuple[int, int]] = [(0, 0)] * len(sizes)
-    x = y = shelf_h = 0
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][0] * sizes[i][1], i))
     for i in order:
-        tw, th = sizes[i]
-        if x > 0 and x + tw > width:
-            y += shelf_h + gap
-            x = shelf_h = 0
+        w, h = sizes[i][0] + gap, sizes[i][1] + gap
+        best: tuple[int, int, int, int] | None = None
+        for fx, fy, fw, fh in free:
+            if w <= fw and h <= fh:
+                short, long = sorted((fw - w, fh - h))
+                if best is None or (short, long) < best[:2]:
+                    best = (short, long, fx, fy)
+        if best is None:
+            return None
+        x, y = best[2], best[3]
         pos[i] = (x, y)
-        x += tw + gap
-        shelf_h = max(shelf_h, th)
-    return pos, y + shelf_h
+        split: list[tuple[int, int, int, int]] = []
+        for f in free:
+            fx, fy, fw, fh = f
+            if x >= fx + fw or x + w <= fx or y >= fy + fh or y + h <= fy:
+                split.append(f)
+                continue
+            if x > fx:
+                split.append((fx, fy, x - fx, fh))
+            if x + w < fx + fw:
+                split.append((x + w, fy, fx + fw - x - w, fh))
+            if y > fy:
+                split.append((fx, fy, fw, y - fy))
+            if y + h < fy + fh:
+                split.append((fx, y + h, fw, fy + fh - y - h))
+        free = [
+            a
+            for j, a in enumerate(split)
+            if not any(
+                k != j and _contains(b, a) and (a != b or k < j) for k, b in enumerate(split)
+            )
+        ]
+    return pos
 
 
-CANVAS_WIDTHS = (128, 192, 256, 320, 384, 448, 512, 640)
-"""Mosaic widths tried (heights are any multiple of 32). A few widths, not every multiple of
-32: each distinct input shape costs the runtime a cached plan (OpenVINO: ~4.7 MB each)."""
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    ox, oy, ow, oh = outer
+    ix, iy, iw, ih = inner
+    return ix >= ox and iy >= oy and ix + iw <= ox + ow and iy + ih <= oy + oh
+
+
+CANVAS_SHAPES: tuple[tuple[int, int], ...] = (
+    (128, 128), (128, 192), (192, 160), (160, 224), (224, 192), (192, 256), (256, 224),
+    (224, 288), (288, 256), (256, 320), (320, 288), (352, 320), (384, 352), (448, 384),
+)  # fmt: skip
+"""The mosaic shapes (w, h), smallest first, about 1.1–1.3× apart in area: the only input
+shapes a region look uses. Few on purpose: OpenVINO's CPU plugin prepares a plan per input
+shape and keeps a bounded number (``CPU_RUNTIME_CACHE_CAPACITY``, 64 entries in our backend).
+Cycling through up to 20 shapes cost 19–24 ms a call, through 24–35 shapes 34–38 ms: past
+about 20, most calls re-plan (``docs/performance.md``). A fixed set also lets mosaics of
+different cameras share one batched model call."""
 
 
 def _ceil32(v: int) -> int:
@@ -395,7 +445,9 @@ def plan_regions(
     *,
     imgsz: int = 640,
 ) -> RegionPlan | None:
-    """Pack the regions around ``boxes`` into a mosaic; ``None`` means "run the whole frame".
+    """Pack the regions around ``boxes`` into the smallest mosaic shape of
+    :data:`CANVAS_SHAPES` they fit; ``None`` means "run the whole frame" (they fit none, or
+    the mosaic would cost ``full_frame_ratio`` of the whole frame).
 
     An empty ``boxes`` gives a plan with no tiles (nothing to look at).
     """
@@ -403,31 +455,42 @@ def plan_regions(
     scale = 1.0 if s.scale == "native" else min(1.0, imgsz / max(frame_size))
     if len(boxes) == 0:
         return RegionPlan(frame_size, (), (0, 0), scale)
+    layout = _layout(frame_size, boxes, s, scale)
+    if layout is None:
+        return RegionPlan(frame_size, (), (0, 0), scale)
+    rects, sizes = layout
+    widest = max(w for w, _ in sizes)
+    tallest = max(h for _, h in sizes)
+    need = sum(w * h for w, h in sizes)
+    too_big = s.full_frame_ratio * whole_frame_input_area(frame_size, imgsz)
+    for cw, ch in CANVAS_SHAPES:
+        if cw * ch >= too_big:
+            break
+        if cw > s.max_canvas or ch > s.max_canvas:
+            continue
+        if cw < widest or ch < tallest or cw * ch < need:
+            continue
+        pos = pack(sizes, (cw, ch), s.gap)
+        if pos is None:
+            continue
+        tiles = tuple(
+            Tile((r[0], r[1], r[2], r[3]), p, sz)
+            for r, p, sz in zip(rects, pos, sizes, strict=True)
+        )
+        return RegionPlan(frame_size, tiles, (cw, ch), scale)
+    return None
+
+
+def _layout(
+    frame_size: tuple[int, int], boxes: FloatBoxes, s: RegionSettings, scale: float
+) -> tuple[list[list[int]], list[tuple[int, int]]] | None:
+    """Regions around ``boxes`` (with margins, merged) and their sizes in the mosaic; ``None``
+    when none has an area."""
     rects = merge_rects([_with_margin(b, frame_size, s) for b in boxes])
     rects = [r for r in rects if _area(r) > 0]
     if not rects:
-        return RegionPlan(frame_size, (), (0, 0), scale)
+        return None
     sizes = [
         (max(1, round((r[2] - r[0]) * scale)), max(1, round((r[3] - r[1]) * scale))) for r in rects
     ]
-    widest = max(sz[0] for sz in sizes)
-    if widest > s.max_canvas or max(sz[1] for sz in sizes) > s.max_canvas:
-        return None
-    best: tuple[int, int, int, list[tuple[int, int]]] | None = None
-    widths = sorted({w for w in CANVAS_WIDTHS if w <= s.max_canvas} | {s.max_canvas})
-    for cw in (w for w in widths if w >= widest):
-        pos, used_h = _shelf(sizes, cw, s.gap)
-        ch = _ceil32(used_h)
-        if ch > s.max_canvas:
-            continue
-        if best is None or cw * ch < best[0]:
-            best = (cw * ch, cw, ch, pos)
-    if best is None:
-        return None
-    area, cw, ch, pos = best
-    if area >= s.full_frame_ratio * whole_frame_input_area(frame_size, imgsz):
-        return None
-    tiles = tuple(
-        Tile((r[0], r[1], r[2], r[3]), p, sz) for r, p, sz in zip(rects, pos, sizes, strict=True)
-    )
-    return RegionPlan(frame_size, tiles, (cw, ch), scale)
+    return rects, sizes

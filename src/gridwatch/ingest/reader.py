@@ -227,8 +227,10 @@ class CameraReader:
             stream = container.streams.video[0]
             # one thread per camera: frame threading costs 16-20% more CPU per frame (measured,
             # docs/performance.md) and delays output by a frame per thread; cameras are the
-            # parallelism of a worker
+            # parallelism of a worker. Slice threading with FFmpeg's automatic thread count
+            # still runs a pool per camera and costs 2-3% more per frame than one thread
             stream.thread_type = "SLICE"
+            stream.codec_context.thread_count = 1
             keyframes_only = False
             last_key: float | None = None
             ctx = stream.codec_context

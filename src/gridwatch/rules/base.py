@@ -270,3 +270,37 @@ class Episode:
         if ts - self.last_on >= p.clear_after_s:
             return self._clear(ts, report, clear_reason if observed else "no_data")
         return []
+
+
+CAMERA_STOPPED = "camera_stopped"
+"""Clear reason of incidents ended because their camera stopped being analysed here (removed,
+disabled, reconfigured, handed to another worker): nobody would ever clear them otherwise."""
+
+WORKER_STOPPED = "worker_stopped"
+"""Clear reason of the incidents still open when their worker shuts down."""
+
+
+def close_episodes(owner: object, ts: float, reason: str) -> list[IncidentEvent]:
+    """Force-clear every :class:`Episode` that ``owner`` (a rule) holds, directly as an
+    attribute or in a dict attribute (tamper keeps one per kind).
+
+    Found by looking rather than by a method on every rule, so a new rule built on
+    :class:`Episode` is closed too without remembering to implement anything.
+
+    >>> class R:
+    ...     def __init__(self) -> None:
+    ...         self._episode = Episode("r/z", "r", "z", EpisodeParams())
+    >>> r = R()
+    >>> _ = r._episode.step(1.0, True, count=2)
+    >>> [(e.state.value, e.reason) for e in close_episodes(r, 2.0, CAMERA_STOPPED)]
+    [('cleared', 'camera_stopped')]
+    >>> close_episodes(r, 3.0, CAMERA_STOPPED)  # already closed: nothing more
+    []
+    """
+    events: list[IncidentEvent] = []
+    for value in vars(owner).values():
+        held = value.values() if isinstance(value, dict) else (value,)
+        for ep in held:
+            if isinstance(ep, Episode):
+                events += ep.force_clear(ts, reason)
+    return events

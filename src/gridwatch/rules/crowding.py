@@ -190,3 +190,10 @@ class CrowdingRule:
         if ts - self._last_above >= p.clear_after_s:
             return [self._clear(ts, count, boxes, "below_threshold" if observed else "no_data")]
         return []
+
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        """End the incident now (the camera stops being analysed): ``cleared`` if one is open."""
+        if self._phase is _Phase.ACTIVE:
+            return [self._clear(ts, 0, (), reason)]
+        self._phase = _Phase.IDLE
+        return []

@@ -18,7 +18,14 @@ from typing import Any
 
 from gridwatch.config import CameraConfig, CrowdingRuleConfig, GridwatchConfig
 from gridwatch.model import Detections, IncidentEvent
-from gridwatch.rules.base import DetectionRule, FrameRule, FrameSample, ScheduleLike
+from gridwatch.rules.base import (
+    CAMERA_STOPPED,
+    DetectionRule,
+    FrameRule,
+    FrameSample,
+    ScheduleLike,
+    close_episodes,
+)
 from gridwatch.rules.crowding import CrowdingParams, CrowdingRule
 from gridwatch.rules.dwell import DwellParams
 from gridwatch.rules.fall import FallParams, FallRule, fall_class_ids
@@ -267,6 +274,22 @@ class CameraRules:
         events: list[IncidentEvent] = []
         for rule in self.frame_rules:
             events.extend(rule.update_frame(sample))
+        return events
+
+    def close_all(self, ts: float, reason: str = CAMERA_STOPPED) -> list[IncidentEvent]:
+        """Clear every open incident of this camera now, whatever the timers say.
+
+        For a camera that stops being analysed here (removed, disabled, reconfigured, handed
+        to another worker): its rules will never see another observation, so without this its
+        raised incidents would stay open on the command centre's wall forever. A rule with its
+        own state machine offers ``close(ts, reason)``; the others are closed through the
+        :class:`~gridwatch.rules.base.Episode` they hold. Pending (unraised) episodes are
+        dropped silently.
+        """
+        events: list[IncidentEvent] = []
+        for rule in [*self.rules, *self.frame_rules]:
+            close = getattr(rule, "close", None)
+            events += close(ts, reason) if callable(close) else close_episodes(rule, ts, reason)
         return events
 
     def severity_of(self, event: IncidentEvent) -> str:
