@@ -1,0 +1,470 @@
+"""The console's aiohttp application: login, sessions, CSRF, pages and static assets.
+
+:func:`create_app` wires everything over one service connection to NATS. Two middlewares guard
+every route:
+
+* ``_security_headers``: a strict Content-Security-Policy (scripts, styles and connections from
+  this origin only: no inline script, no CDN), no framing, no sniffing, no referrer, and
+  ``no-store`` on everything that is not a static asset;
+* ``_auth``: outside a short list of public paths (the login page, static assets, the PWA's
+  manifest and service worker) a request needs a live session (cookie ``gw_session``); every
+  POST/PUT/PATCH/DELETE also needs the session's CSRF token in the ``X-CSRF-Token`` header and,
+  when the browser sends an ``Origin``, our own origin. It sets ``request[USER]`` (the
+  :class:`~gridwatch.auth.models.UserConfig`), ``request[SCOPE]`` (the grid confinement, see
+  :mod:`.scope`) and ``request[SESSION]``, and confines the live-video routes
+  (``/api/live/<camera>/...``) to the cameras of the user's grid before they run (those also
+  get ``request["user"]``, the live module's contract).
+
+The JSON API and the live feed are in :mod:`.api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import re
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from gridwatch.alerts.streams import ensure_alert_infra
+from gridwatch.auth.models import UserConfig
+from gridwatch.auth.passwords import hash_password, verify_password
+from gridwatch.cases.store import ensure_case_infra
+from gridwatch.config import GridwatchConfig
+from gridwatch.console.audit import AuditError, AuditLog, ensure_audit_stream
+from gridwatch.console.backend import ConsoleBackend
+from gridwatch.console.cameras import CameraDirectory, HealthMonitor
+from gridwatch.console.feed import FeedStats, LiveFeed
+from gridwatch.console.scope import CONSOLE_ROLES, Scope
+from gridwatch.console.sessions import LoginLimiter, Session, SessionStore
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+COOKIE = "gw_session"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PUBLIC_PATHS = frozenset({"/login", "/m/manifest.json", "/m/sw.js", "/favicon.ico", "/healthz"})
+PUBLIC_PREFIXES = ("/static/",)
+LIVE_PATH = re.compile(r"^/api/live/([^/]+)(/|$)")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_BCRYPT_COST = re.compile(r"^\$2[aby]\$(\d\d)\$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class LiveHubLike(Protocol):
+    """What the console needs of :class:`gridwatch.console.live.LiveHub` (built elsewhere)."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Console:
+    """Everything the handlers share, kept on the app (no module globals)."""
+
+    config: GridwatchConfig
+    nc: NATS
+    backend: ConsoleBackend
+    audit: AuditLog
+    cameras: CameraDirectory
+    health: HealthMonitor
+    sessions: SessionStore
+    limiter: LoginLimiter
+    users: dict[str, UserConfig]
+    dummy_hash: str
+    stats: FeedStats = field(default_factory=FeedStats)
+    feeds: set[LiveFeed] = field(default_factory=set)
+    """The live feeds open now (ended at shutdown, so it does not wait on heartbeats)."""
+    vapid_public_key: str | None = None
+    live_hub: LiveHubLike | None = None
+    started: bool = False
+
+    def user_of(self, session: Session | None) -> UserConfig | None:
+        if session is None:
+            return None
+        user = self.users.get(session.user)
+        return user if user is not None and user.role in CONSOLE_ROLES else None
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("gridwatch_console", Console)
+USER: web.RequestKey[UserConfig] = web.RequestKey("gw_user", UserConfig)
+SCOPE: web.RequestKey[Scope] = web.RequestKey("gw_scope", Scope)
+SESSION: web.RequestKey[Session] = web.RequestKey("gw_session", Session)
+
+
+def console_of(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def user_of(request: web.Request) -> UserConfig:
+    return request[USER]
+
+
+def scope_of(request: web.Request) -> Scope:
+    return request[SCOPE]
+
+
+def session_of(request: web.Request) -> Session:
+    return request[SESSION]
+
+
+def client_of(request: web.Request) -> str:
+    return request.remote or ""
+
+
+async def audit_or_log(
+    request: web.Request, kind: str, what: str, grid: str | None, **fields: Any
+) -> bool:
+    """Write an audit record about ``request``'s user; False (logged) when it failed."""
+    c = console_of(request)
+    user = request.get(USER)
+    session = request.get(SESSION)
+    base: dict[str, Any] = {
+        "user": user.name if user else fields.pop("user", None),
+        "role": user.role if user else None,
+        "client": client_of(request),
+        "session": session.short_id if session else None,
+    }
+    try:
+        await c.audit.record(kind, what, grid, **base, **fields)
+        return True
+    except AuditError:
+        return False
+
+
+# -- middlewares -----------------------------------------------------------------------------
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        _harden(request, exc)
+        raise
+    _harden(request, resp)
+    return resp
+
+
+def _harden(request: web.Request, resp: web.StreamResponse) -> None:
+    if resp.prepared:  # a stream (the live feed) set its headers before it started
+        return
+    h = resp.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if not request.path.startswith(PUBLIC_PREFIXES):
+        h.setdefault("Cache-Control", "no-store")
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _same_origin(request: web.Request, origin: str | None) -> bool:
+    """Whether a browser's ``Origin`` (when it sent one) names this console. Only the host is
+    compared: behind a TLS proxy the console sees http while the browser says https."""
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.host
+
+
+def _forbidden(request: web.Request, message: str) -> web.HTTPForbidden:
+    log.info("refused %s %s from %s: %s", request.method, request.path, request.remote, message)
+    return web.HTTPForbidden(text=json.dumps({"error": message}), content_type="application/json")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    c = console_of(request)
+    path = request.path
+    if _is_public(path):
+        unsafe = request.method in UNSAFE_METHODS
+        if unsafe and not _same_origin(request, request.headers.get("Origin")):
+            raise _forbidden(request, "cross-origin request")
+        return await handler(request)
+    session = c.sessions.get(request.cookies.get(COOKIE))
+    user = c.user_of(session)
+    if session is None or user is None:
+        if path.startswith("/api/"):
+            raise web.HTTPUnauthorized(
+                text='{"error": "log in first"}', content_type="application/json"
+            )
+        raise web.HTTPFound(f"/login?next={quote(path, safe='/')}")
+    if request.method in UNSAFE_METHODS:
+        if not _same_origin(request, request.headers.get("Origin")):
+            raise _forbidden(request, "cross-origin request")
+        if not SessionStore.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise _forbidden(request, "missing or wrong CSRF token")
+    scope = Scope.of(user)
+    request[USER] = user
+    request[SCOPE] = scope
+    request[SESSION] = session
+    m = LIVE_PATH.match(path)
+    if m is not None:
+        grid = c.cameras.grid_of(m.group(1))
+        if grid is None or not scope.allows(grid):
+            raise web.HTTPNotFound(text="not found")
+        with warnings.catch_warnings():  # the live routes' contract is request["user"]
+            warnings.simplefilter("ignore", web.NotAppKeyWarning)
+            request["user"] = user
+    return await handler(request)
+
+
+# -- login and pages --------------------------------------------------------------------------
+
+
+def _cookie_secure(request: web.Request, mode: str) -> bool:
+    return mode == "always" or (mode == "auto" and request.secure)
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "login.html")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """JSON ``{"name", "password"}`` → a session cookie. Only JSON is accepted, so a
+    cross-site form cannot log a browser in under someone else's name (login CSRF)."""
+    c = console_of(request)
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="send JSON")
+    try:
+        body = await request.json()
+        name = str(body.get("name", ""))[:64]
+        password = str(body.get("password", ""))[:256]
+    except (ValueError, AttributeError):
+        raise web.HTTPBadRequest(text="bad login request") from None
+    keys = (f"user:{name}", f"ip:{client_of(request)}")
+    wait = c.limiter.retry_after(*keys)
+    if wait > 0:
+        await audit_or_log(request, "login", "login_refused", None, user=name)
+        return web.json_response(
+            {"error": "too many failed logins; try again later"},
+            status=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    user = c.users.get(name)
+    candidate = user.password_hash if user is not None else c.dummy_hash
+    ok = await asyncio.to_thread(verify_password, password, candidate)
+    if not ok or user is None or user.role not in CONSOLE_ROLES:
+        c.limiter.failed(*keys)
+        grid = user.grid if user is not None else None
+        await audit_or_log(request, "login", "login_failed", grid, user=name)
+        return web.json_response({"error": "wrong name or password"}, status=401)
+    c.limiter.succeeded(keys[0])
+    token, session = c.sessions.create(user.name, client_of(request))
+    request[USER] = user
+    request[SESSION] = session
+    await audit_or_log(request, "login", "login", user.grid)
+    nxt = str(body.get("next") or "")
+    if not nxt.startswith("/") or nxt.startswith(("//", "/login")) or "\\" in nxt:
+        nxt = "/m/" if user.grid_scoped else "/"
+    resp = web.json_response({"ok": True, "next": nxt, "csrf": session.csrf})
+    resp.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=_cookie_secure(request, c.config.console.cookie_secure),
+        path="/",
+        max_age=int(c.config.console.session_max_s),
+    )
+    return resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    c = console_of(request)
+    await audit_or_log(request, "login", "logout", user_of(request).grid)
+    c.sessions.delete(request.cookies.get(COOKIE))
+    resp = web.json_response({"ok": True, "next": "/login"})
+    resp.del_cookie(COOKIE, path="/")
+    return resp
+
+
+def page(name: str, grid_param: str | None = None) -> Handler:
+    """A static HTML page behind the login; ``grid_param`` names the URL part that must be
+    inside the user's scope (another grid's page is a 404)."""
+    path = STATIC_DIR / name
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if grid_param is not None:
+            scope_of(request).require(request.match_info[grid_param])
+        return web.FileResponse(path)
+
+    return handler
+
+
+async def camera_page(request: web.Request) -> web.StreamResponse:
+    c = console_of(request)
+    grid = c.cameras.grid_of(request.match_info["camera_id"])
+    if grid is None:
+        raise web.HTTPNotFound(text="not found")
+    scope_of(request).require(grid)
+    return web.FileResponse(STATIC_DIR / "camera.html")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """The PWA's manifest and service worker: public (browsers fetch the manifest without
+    cookies) and served from /m/ so the worker's scope is the responder view."""
+    name = {"/m/manifest.json": "m/manifest.json", "/m/sw.js": "m/sw.js"}[request.path]
+    resp = web.FileResponse(STATIC_DIR / name)
+    if name.endswith(".js"):
+        resp.headers["Service-Worker-Allowed"] = "/m/"
+        resp.headers["Cache-Control"] = "no-cache"
+    else:
+        resp.headers["Content-Type"] = "application/manifest+json"
+    return resp
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    c = console_of(request)
+    ok = c.nc.is_connected
+    return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "icon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
+async def to_phone_view(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/m/")
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "wall.html")
+
+
+# -- the application ---------------------------------------------------------------------------
+
+
+def _dummy_hash(users: list[UserConfig]) -> str:
+    """A hash checked for unknown names, with the users' own cost, so a wrong name takes as
+    long as a wrong password (no user enumeration by timing)."""
+    for u in users:
+        m = _BCRYPT_COST.match(u.password_hash)
+        if m:
+            return hash_password("not-a-user-password", rounds=int(m.group(1)))
+    return hash_password("not-a-user-password", rounds=4)
+
+
+def _vapid_public_key(config: GridwatchConfig) -> str | None:
+    path = config.notify.vapid_private_key_file
+    if not path:
+        return None
+    try:
+        from gridwatch.notify.webpush import VapidKey
+
+        return VapidKey.load(path).application_server_key
+    except (OSError, ValueError) as e:
+        log.warning("no Web Push subscriptions in the console: %s", e)
+        return None
+
+
+def create_app(
+    config: GridwatchConfig,
+    nc: NATS,
+    *,
+    live_hub: LiveHubLike | None = None,
+    cameras: CameraDirectory | None = None,
+) -> web.Application:
+    """The console over ``nc`` (a service account's connection, owned by the caller).
+
+    ``live_hub``: a :class:`gridwatch.console.live.LiveHub`; its routes are added (they close
+    it with the app). ``cameras``: a directory to share with the live hub's URL resolver
+    (one is made otherwise).
+    """
+    from gridwatch.console import api
+
+    s = config.console
+    people = [u for u in config.users if u.role in CONSOLE_ROLES]
+    console = Console(
+        config=config,
+        nc=nc,
+        backend=ConsoleBackend(nc, timeout=s.request_timeout_s, lookback_s=s.wall_lookback_s),
+        audit=AuditLog(nc.jetstream(), timeout=s.request_timeout_s),
+        cameras=cameras or CameraDirectory(config, nc, live_sub_stream=s.live_sub_stream),
+        health=HealthMonitor(nc, stale_s=s.health_stale_s),
+        sessions=SessionStore(
+            idle_s=s.session_idle_s, max_age_s=s.session_max_s, max_sessions=s.max_sessions
+        ),
+        limiter=LoginLimiter(max_failures=s.login_max_failures, window_s=s.login_window_s),
+        users={u.name: u for u in config.users},
+        dummy_hash=_dummy_hash(people),
+        vapid_public_key=_vapid_public_key(config),
+        live_hub=live_hub,
+    )
+    app = web.Application(middlewares=[_security_headers, _auth], client_max_size=256 * 1024)
+    app[CONSOLE] = console
+    r = app.router
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/healthz", healthz)
+    r.add_get("/favicon.ico", favicon)
+    r.add_get("/", index)
+    r.add_get("/alerts/{grid}/{alert_id}", page("alert.html", "grid"))
+    r.add_get("/cameras", page("cameras.html"))
+    r.add_get("/cameras/{camera_id}", camera_page)
+    r.add_get("/map", page("map.html"))
+    r.add_get("/m", to_phone_view)
+    r.add_get("/m/", page("m/index.html"))
+    r.add_get("/m/cases/{grid}/{alert_id}", page("m/index.html", "grid"))
+    r.add_get("/m/manifest.json", static_file)
+    r.add_get("/m/sw.js", static_file)
+    api.register(app)
+    r.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
+    if live_hub is not None:
+        live = importlib.import_module("gridwatch.console.live")
+        live.register_live_routes(app, live_hub)
+    app.on_startup.append(_start)
+    app.on_shutdown.append(_end_feeds)
+    app.on_cleanup.append(_stop)
+    return app
+
+
+async def _start(app: web.Application) -> None:
+    """Make sure the streams the console reads exist (a console may start before any worker
+    or case service), with the retention of the same config the others use."""
+    c = app[CONSOLE]
+    js = c.nc.jetstream()
+    a = c.config.alerts
+    await ensure_alert_infra(
+        js,
+        max_age_s=a.retention_days * 86400,
+        duplicate_window_s=a.duplicate_window_s,
+        snapshot_ttl_s=None
+        if a.snapshot_retention_days is None
+        else a.snapshot_retention_days * 86400,
+    )
+    await ensure_case_infra(js, retention_days=c.config.cases.retention_days)
+    await ensure_audit_stream(js, retention_days=c.config.console.audit_retention_days)
+    await c.cameras.start()
+    await c.health.start()
+    c.started = True
+
+
+async def _end_feeds(app: web.Application) -> None:
+    for feed in list(app[CONSOLE].feeds):
+        feed.stop()
+
+
+async def _stop(app: web.Application) -> None:
+    c = app[CONSOLE]  # (the live routes close the live hub themselves)
+    await c.health.stop()
+    await c.cameras.stop()

@@ -1,0 +1,122 @@
+"""What the console asks of NATS, always on behalf of one logged-in person.
+
+The console holds one service connection. A service account may send case commands on the
+bare ``gw.v1.case-cmd.<grid>`` with the person as ``actor`` (see
+:mod:`gridwatch.cases.service`), and ask the snapshot service on
+``gw.v1.snapshot-get.<grid>.<person>``: so the case service applies the person's role and grid
+to every action, and the snapshot service blurs or refuses exactly as it would for the
+person's own phone. The console has checked the grid already (:mod:`.scope`); these services
+check it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject
+from gridwatch.alerts.tail import parse_alert
+from gridwatch.auth.models import UserConfig
+from gridwatch.auth.subjects import ALL_GRIDS, case_cmd_subject, case_subject
+from gridwatch.cases.client import CaseRequestError
+from gridwatch.cases.model import Case, CaseCommand, CaseEvent, CaseState
+from gridwatch.cases.store import iter_events
+from gridwatch.console.consumers import replay
+from gridwatch.model import Alert
+from gridwatch.notify.snapshots import SnapshotRequestError, request_snapshot
+from gridwatch.notify.subscriptions import ensure_push_bucket, register_subscription
+
+
+class ConsoleBackend:
+    """Case commands, case history, alert messages, snapshots and push registration."""
+
+    def __init__(self, nc: NATS, *, timeout: float = 5.0, lookback_s: float = 86400.0) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.timeout = timeout
+        self.lookback_s = lookback_s
+
+    async def _case_request(self, grid: str, user: UserConfig, cmd: CaseCommand) -> dict[str, Any]:
+        subject = case_cmd_subject(grid)
+        body = cmd.model_copy(update={"actor": user.name}).model_dump_json(exclude_none=True)
+        try:
+            msg = await self.nc.request(subject, body.encode(), timeout=self.timeout)
+        except nats.errors.NoRespondersError as e:
+            raise CaseRequestError("unavailable", "the case service is not running") from e
+        except nats.errors.TimeoutError as e:
+            raise CaseRequestError("timeout", "the case service did not answer") from e
+        reply: dict[str, Any] = json.loads(msg.data)
+        if not reply.get("ok"):
+            raise CaseRequestError(str(reply.get("code", "error")), str(reply.get("error", "")))
+        return reply
+
+    async def act(self, user: UserConfig, grid: str, cmd: CaseCommand) -> Case:
+        """Run ``cmd`` on a case of ``grid`` as ``user``; the case after it."""
+        reply = await self._case_request(grid, user, cmd)
+        return Case.model_validate(reply["case"])
+
+    async def get_case(self, user: UserConfig, grid: str, case_id: str) -> Case | None:
+        try:
+            return await self.act(user, grid, CaseCommand(op="get", case_id=case_id))
+        except CaseRequestError as e:
+            if e.code == "not_found":
+                return None
+            raise
+
+    async def list_cases(
+        self, user: UserConfig, grid: str | None, states: list[CaseState] | None, limit: int = 500
+    ) -> list[Case]:
+        reply = await self._case_request(
+            grid or ALL_GRIDS, user, CaseCommand(op="list", states=states, limit=limit)
+        )
+        return [Case.model_validate(c) for c in reply["cases"]]
+
+    async def history(self, grid: str, case_id: str) -> list[CaseEvent]:
+        """Every stored event of one case, oldest first."""
+        return [ev async for _, ev in iter_events(self.js, case_subject(grid, case_id))]
+
+    async def alert_messages(
+        self, grid: str, alert_id: str, case: Case | None, *, limit: int = 2000
+    ) -> list[tuple[dt.datetime, Alert]]:
+        """The stored messages of one incident (raised, updates, cleared) with their stored
+        times. With its case known, only that camera's and type's subject is read."""
+        if case is not None and case.camera_id and case.type:
+            subject = alert_subject(grid, case.camera_id, case.type)
+            start = case.opened_at - dt.timedelta(minutes=10)
+        else:
+            subject = alert_filter(grid)
+            start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.lookback_s)
+        out = []
+        for msg in await replay(self.js, ALERTS_STREAM, subject, start=start, limit=limit):
+            alert = parse_alert(msg)
+            if alert is not None and alert.id == alert_id and alert.grid_id == grid:
+                out.append((msg.metadata.timestamp, alert))
+        return out
+
+    async def snapshot(
+        self, user: UserConfig, grid: str, name: str, *, full: bool
+    ) -> tuple[bytes, str]:
+        """The JPEG as the snapshot service serves it to ``user`` (blurred unless ``full`` and
+        their role may); (data, variant served). Raises SnapshotRequestError."""
+        try:
+            return await request_snapshot(
+                self.nc,
+                grid=grid,
+                user=user.name,
+                name=name,
+                variant="full" if full else "blurred",
+                reply_timeout=self.timeout,
+            )
+        except nats.errors.NoRespondersError as e:
+            raise SnapshotRequestError("unavailable", "the snapshot service is not running") from e
+        except nats.errors.TimeoutError as e:
+            raise SnapshotRequestError("timeout", "the snapshot service did not answer") from e
+
+    async def register_push(self, user: UserConfig, subscription: dict[str, Any]) -> str:
+        """Store a browser's Web Push subscription where the notifier reads them."""
+        await ensure_push_bucket(self.js)
+        return await register_subscription(self.js, user.name, subscription)
