@@ -8,6 +8,8 @@ Benchmarks:
           detector ms per frame, worker CPU, frame age.
   push    alert raised → Web Push received and decrypted on loopback (p50, p99).
   camera-add  `gridwatch camera add` → first analysed frame on a running worker, by stage.
+  scale   city scale, control plane only: 7,000 cameras, 300 workers, leases on a 3-node NATS
+          cluster; assignment time, lease traffic, failover after 10% die, load spread.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def main(argv: list[str]) -> int:
         from bench.camera_add_latency import main as run_camera_add
 
         return run_camera_add(rest)
+    if name == "scale":
+        from bench.scale_sim import main as run_scale
+
+        return run_scale(rest)
     if name == "slice":
         from bench.slice import main as run
 

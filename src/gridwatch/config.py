@@ -38,6 +38,8 @@ from gridwatch.alerts.subjects import TOKEN_RE
 from gridwatch.analysis_settings import AnalysisConfig, MetricsConfig
 from gridwatch.auth.models import UserConfig, user_reference_issues
 from gridwatch.cases.settings import CasesConfig
+from gridwatch.console.settings import ConsoleConfig
+from gridwatch.leases.settings import LeaseConfig
 from gridwatch.notify.settings import NotifyConfig
 from gridwatch.rules.settings import (
     FallRuleConfig,
@@ -82,6 +84,14 @@ class NatsConfig(_Strict):
     user: str | None = Field(default=None, title="User", description="NATS user name, if any.")
     password: str | None = Field(
         default=None, title="Password", description="NATS password (prefer the env variable)."
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        title="Replicas",
+        description="JetStream replicas of the streams and KV buckets this deployment creates "
+        "(GW_ALERTS, GW_CASES, gw_cameras, gw_leases, ...): 3 on a 3-node cluster.",
     )
 
 
@@ -491,6 +501,17 @@ class GridwatchConfig(_Strict):
         default_factory=MetricsConfig,
         title="Metrics",
         description="Prometheus /metrics endpoint of the worker.",
+    )
+    leases: LeaseConfig = Field(
+        default_factory=LeaseConfig,
+        title="Leases",
+        description="Share cameras across many workers: each runs the ones it holds a lease on "
+        "(docs/scaling.md).",
+    )
+    console: ConsoleConfig = Field(
+        default_factory=ConsoleConfig,
+        title="Console",
+        description="The command-centre console and responder view (`gridwatch console`).",
     )
 
     @field_validator("timezone")

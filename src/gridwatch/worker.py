@@ -35,9 +35,11 @@ from gridwatch.detectors.base import Detector
 from gridwatch.detectors.batching import BatchingService
 from gridwatch.ingest.reader import CameraReader
 from gridwatch.ingest.urls import redact_url
+from gridwatch.leases.manager import LeaseManager
 from gridwatch.metrics import WorkerMetrics
-from gridwatch.model import Alert, Frame, IncidentEvent
+from gridwatch.model import Alert, Frame, IncidentEvent, IncidentState
 from gridwatch.pipeline import CameraPipeline
+from gridwatch.rules.base import CAMERA_STOPPED, WORKER_STOPPED
 from gridwatch.rules.engine import CameraRules, RuleBuildError
 from gridwatch.tracking import CameraTracker
 
@@ -149,6 +151,8 @@ class Worker:
         self.ready = asyncio.Event()
         self.use_registry = config.registry.enabled if registry is None else registry
         """Cameras from the gw_cameras KV bucket, followed live, instead of config.cameras."""
+        self.leases: LeaseManager[CameraConfig] | None = None
+        """With ``leases.enabled``: runs only the cameras this worker holds leases on."""
 
     async def _load_detector(self) -> Detector:
         if self._detector is not None:
@@ -179,11 +183,15 @@ class Worker:
         self.nc = nc
         js = nc.jetstream()
         tasks: list[asyncio.Task[None]] = []
+        publisher: SpoolingPublisher | None = None
         try:
             infra = await ensure_alert_infra(
-                js,
+                # generous: workers started together on a fresh cluster create the same
+                # replicated streams at once, and a replicated create can take seconds
+                nc.jetstream(timeout=30.0),
                 max_age_s=self.config.alerts.retention_days * 86400,
                 duplicate_window_s=self.config.alerts.duplicate_window_s,
+                replicas=self.config.nats.replicas,
                 snapshot_ttl_s=None
                 if self.config.alerts.snapshot_retention_days is None
                 else self.config.alerts.snapshot_retention_days * 86400,
@@ -204,8 +212,12 @@ class Worker:
             tasks.append(asyncio.create_task(publisher.run_replay()))
             self._detector = await self._load_detector()
             self._start_inference()
+            if self.config.leases.enabled:
+                self.leases = await self._start_leases(js)
             if self.use_registry:
                 tasks.append(await self._follow_registry(js))
+            elif self.leases is not None:
+                await self.leases.set_cameras(list(self.config.cameras))
             else:
                 for cam in self.config.cameras:
                     self.start_camera(cam)
@@ -220,7 +232,14 @@ class Worker:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await asyncio.gather(*(self.stop_camera(cid) for cid in list(self.pipelines)))
+            if self.leases is not None:  # stops its cameras, then hands the leases back
+                await self.leases.close()
+            await asyncio.gather(
+                *(self.stop_camera(cid, reason=WORKER_STOPPED) for cid in list(self.pipelines))
+            )
+            if publisher is not None:  # the cameras' last `cleared` alerts (spooled if need be)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._send_pending(publisher), 10)
             self._inference.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(self._stop_inference)
             with contextlib.suppress(Exception):
@@ -314,22 +333,46 @@ class Worker:
         from gridwatch.registry.store import CameraRegistry
         from gridwatch.registry.watcher import RegistryWatcher
 
-        registry = await CameraRegistry.open(js, history=self.config.registry.history)
-        _, task = await RegistryWatcher.start(registry, self.config, self.apply_cameras)
+        registry = await CameraRegistry.open(
+            js, history=self.config.registry.history, replicas=self.config.nats.replicas
+        )
+        apply = self.leases.set_cameras if self.leases is not None else self.apply_cameras
+        _, task = await RegistryWatcher.start(registry, self.config, apply)
         return task
 
-    async def stop_camera(self, camera_id: str) -> None:
-        """Stop one camera; the others are untouched."""
+    async def _start_leases(self, js: JetStreamContext) -> LeaseManager[CameraConfig]:
+        """Share cameras with other workers: run the ones this worker holds leases on."""
+        manager = LeaseManager(
+            js,
+            self.config.leases,
+            self.apply_cameras,
+            key=lambda c: c.id,
+            eligible=lambda c: c.enabled,
+            replicas=self.config.nats.replicas,
+            running_now=lambda: list(self.pipelines),
+        )
+        return await manager.start()
+
+    async def stop_camera(self, camera_id: str, *, reason: str | None = CAMERA_STOPPED) -> None:
+        """Stop one camera; the others are untouched.
+
+        Its open incidents are cleared with ``reason`` (published like any alert): its rules
+        never run again, so nothing else would ever clear them. ``None`` leaves them open.
+        """
         task = self._camera_tasks.pop(camera_id, None)
         reader = self.readers.pop(camera_id, None)
-        self.pipelines.pop(camera_id, None)
+        pipeline = self.pipelines.pop(camera_id, None)
         self.cameras.pop(camera_id, None)
-        if self.analysers.pop(camera_id, None) is not None:
-            self.metrics.forget_camera(camera_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if pipeline is not None and reason is not None:  # after the task: no rule runs now
+            rules = pipeline.rules
+            for event in rules.close_all(time.time(), reason):
+                await self._enqueue(pipeline.camera, event, pipeline.last_frame, rules)
+        if self.analysers.pop(camera_id, None) is not None:
+            self.metrics.forget_camera(camera_id)
         if reader is not None:
             await asyncio.to_thread(reader.stop, 10.0)
             log.info("camera %s stopped", camera_id)
@@ -361,6 +404,15 @@ class Worker:
         frame: Frame | None,
         rules: CameraRules,
     ) -> None:
+        # A camera whose lease lapsed may run on another worker by now: its new owner raises
+        # what it sees. Only the `cleared` of our own incidents still goes out (nobody else
+        # can clear them, and it cannot double anything: the incident ids are ours).
+        fenced = event.state is not IncidentState.CLEARED
+        if fenced and self.leases is not None and not self.leases.may_publish(camera.id):
+            self.leases.stats.fenced_alerts += 1
+            log.warning("camera %s: %s %s not sent: lease lost", camera.id, event.type,
+                        event.state.value)  # fmt: skip
+            return
         zone = next((z for z in camera.zones if z.id == event.zone_id), None)
         polygon = list(zone.polygon) if zone else []
         item = _Outgoing(camera, event, frame, polygon, rules.severity_of(event))
@@ -380,6 +432,15 @@ class Worker:
                 await self._send(item, publisher)
             except asyncio.CancelledError:
                 raise
+            except Exception:
+                log.exception("could not publish %s alert", item.event.type)
+
+    async def _send_pending(self, publisher: SpoolingPublisher) -> None:
+        """Send what is left in the outbox (at shutdown, once its drain task has stopped)."""
+        while not self.outbox.empty():
+            item = self.outbox.get_nowait()
+            try:
+                await self._send(item, publisher)
             except Exception:
                 log.exception("could not publish %s alert", item.event.type)
 

@@ -117,7 +117,11 @@ class CaseService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._kv = await ensure_case_infra(self.js, retention_days=self.config.cases.retention_days)
+        self._kv = await ensure_case_infra(
+            self.js,
+            retention_days=self.config.cases.retention_days,
+            replicas=self.config.nats.replicas,
+        )
         t0 = time.perf_counter()
         self.cases = await load_all(self.js)
         self._by_id = {c.id: k for k, c in self.cases.items()}

@@ -41,6 +41,7 @@ from gridwatch.config import (
     load_config,
 )
 from gridwatch.ingest.urls import redact_text, redact_url
+from gridwatch.leases.status import CameraOwner, camera_owner
 from gridwatch.registry.files import CameraDumper
 from gridwatch.registry.store import (
     CameraRecord,
@@ -181,8 +182,11 @@ async def _nats(env: _Env) -> AsyncIterator[NatsClient]:
 
 async def _open_registry(nc: NatsClient, env: _Env, *, create: bool) -> CameraRegistry:
     history = env.config.registry.history if env.config else 16
+    replicas = env.config.nats.replicas if env.config else 1
     try:
-        return await CameraRegistry.open(nc.jetstream(), create=create, history=history)
+        return await CameraRegistry.open(
+            nc.jetstream(), create=create, history=history, replicas=replicas
+        )
     except RegistryError as exc:
         _fail(str(exc))
 
@@ -687,7 +691,7 @@ def show(
     """Show one camera (as YAML), with who changed it last; --history lists its revisions."""
     env = _env(config, nats_url, log_level)
 
-    async def main() -> tuple[CameraRecord | None, list[Any]]:
+    async def main() -> tuple[CameraRecord | None, list[Any], CameraOwner]:
         async with _registry(env, create=False) as reg:
             record = None
             try:
@@ -696,10 +700,10 @@ def show(
                 if not history:
                     _fail(str(exc))
             revisions = await reg.history(camera_id) if history else []
-            return record, revisions
+            return record, revisions, await camera_owner(reg.js, camera_id)
 
     try:
-        record, revisions = _run(main())
+        record, revisions, owner = _run(main())
     except RegistryError as exc:
         _fail(str(exc))
     if as_json:
@@ -708,6 +712,7 @@ def show(
             doc = {"camera": _doc(record.camera), "revision": record.revision}
             doc.update(changed_by=record.changed_by, changed_at=record.changed_at)
             doc["change"] = record.change
+        doc["owner"] = owner.as_dict()
         if history:
             doc["history"] = [
                 {
@@ -727,6 +732,7 @@ def show(
             f"# revision {record.revision}, {record.change or 'changed'} by "
             f"{record.changed_by or '?'} at {record.changed_at or '?'}"
         )
+        out.print(f"# owner: {owner.describe()}", markup=False)
         keys = {i: _rule_key(r) for i, r in enumerate(record.camera.rules)}
         text = yaml.dump(
             _doc(record.camera), Dumper=CameraDumper, sort_keys=False, allow_unicode=True

@@ -21,6 +21,7 @@ import typer
 from gridwatch.cli.camera_cmd import camera_app
 from gridwatch.cli.dispatch_cmd import register as register_dispatch
 from gridwatch.cli.eval_cmd import register as register_eval
+from gridwatch.cli.workers_cmd import register as register_workers
 from gridwatch.config import ConfigError, GridwatchConfig, load_config
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(camera_app, name="camera")
 register_dispatch(app)  # users, nats-config, cases, keys, push, notifier, status
 register_eval(app)  # replay (shadow mode), eval (scenario precision/recall)
+register_workers(app)  # workers: who runs which cameras (leases)
 
 LogLevel = Annotated[
     str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="GW_LOG_LEVEL")
@@ -197,6 +199,32 @@ def snapshot_get(
 
 
 @app.command()
+def console(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Config YAML file.")],
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default: the config's console.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port, 0 for any (default: console.port).")
+    ] = None,
+    nats_url: NatsUrl = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Serve WebRTC live video.")] = True,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the command-centre console and the responder phone view (see docs/console.md)."""
+    _setup_logging(log_level)
+    cfg = _load_or_exit(config)
+    from gridwatch.console.server import run_console
+
+    async def main() -> None:
+        await run_console(
+            cfg, run_until_signal(), host=host, port=port, nats_url=nats_url, live=live
+        )
+
+    asyncio.run(main())
+
+
+@app.command()
 def demo(
     config: Annotated[Path, typer.Option("--config", "-c", help="Demo config.")] = Path(
         "configs/demo.yaml"
@@ -206,7 +234,8 @@ def demo(
     ] = None,
     log_level: LogLevel = "warning",
 ) -> None:
-    """Embedded NATS + a looping RTSP camera of real video + a worker, printing alerts."""
+    """Embedded NATS + a looping RTSP camera of real video + a worker + the console, printing
+    alerts and the console's URL and logins."""
     _setup_logging(log_level)
     cfg = _load_or_exit(config)
     from gridwatch.demo import run_demo

@@ -210,6 +210,7 @@ class CameraRegistry:
         create: bool = True,
         history: int = 16,
         op_timeout: float = 10.0,
+        replicas: int = 1,
     ) -> CameraRegistry:
         """Bind to the bucket, creating it (file storage, ``history`` revisions) if missing.
 
@@ -229,6 +230,7 @@ class CameraRegistry:
                 description="gridwatch camera registry: one key per camera",
                 history=history,
                 storage=js_api.StorageType.FILE,
+                replicas=replicas,
             )
             try:
                 kv = await asyncio.wait_for(js.create_key_value(cfg), op_timeout)
