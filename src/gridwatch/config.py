@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from gridwatch.alerts.subjects import TOKEN_RE
 from gridwatch.analysis_settings import AnalysisConfig, MetricsConfig
 from gridwatch.auth.models import UserConfig, user_reference_issues
 from gridwatch.cases.settings import CasesConfig
@@ -51,25 +50,13 @@ from gridwatch.rules.settings import (
     VehicleStopRuleConfig,
     rule_reference_issues,
 )
+from gridwatch.strict import Id
+from gridwatch.strict import Strict as _Strict
 from gridwatch.yaml_locations import LocatedDocument, YamlSyntaxError, load_yaml_with_locations
 
-Id = Annotated[
-    str,
-    Field(
-        pattern=TOKEN_RE.pattern,
-        min_length=1,
-        max_length=64,
-        title="Identifier",
-        description="Letters, digits, '-' and '_' (it becomes a NATS subject token).",
-    ),
-]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class NatsConfig(_Strict):

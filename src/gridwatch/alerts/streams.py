@@ -52,7 +52,7 @@ def _same_seconds(a: float | None, b: float | None) -> bool:
     return math.isclose(a or 0.0, b or 0.0, abs_tol=1e-6)
 
 
-async def _converge_stream(
+async def converge_stream(
     js: JetStreamContext,
     name: str,
     owned: dict[str, object],
@@ -139,7 +139,7 @@ async def ensure_alert_infra(
         duplicate_window=duplicate_window_s,
         num_replicas=replicas,
     )
-    stream = await _converge_stream(
+    stream = await converge_stream(
         js,
         ALERTS_STREAM,
         {
@@ -173,5 +173,5 @@ async def ensure_alert_infra(
     # The bucket exists (or a concurrent creator made it differently): converge its TTL and
     # replicas on the underlying stream, the only settings an object store config carries that
     # we own.
-    await _converge_stream(js, obj_stream, {"max_age": ttl, "num_replicas": replicas}, create=None)
+    await converge_stream(js, obj_stream, {"max_age": ttl, "num_replicas": replicas}, create=None)
     return AlertInfra(stream=stream, snapshots=await js.object_store(SNAPSHOT_BUCKET))

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from gridwatch.strict import Strict as _Strict
 
 Severity = Literal["info", "warning", "critical"]
 EscalationTarget = Literal["grid_leader", "command_centre"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DeadlineConfig(_Strict):

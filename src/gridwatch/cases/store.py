@@ -22,6 +22,7 @@ from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from gridwatch.alerts.streams import converge_stream
 from gridwatch.auth.subjects import CASES_KV, CASES_PREFIX, CASES_STREAM, case_key, case_subject
 from gridwatch.cases.model import Case, CaseEvent, apply
 
@@ -52,18 +53,9 @@ async def ensure_case_infra(
         duplicate_window=DUPLICATE_WINDOW_S,
         num_replicas=replicas,
     )
-    try:
-        info = await js.stream_info(CASES_STREAM)
-        if abs((info.config.max_age or 0) - max_age) > 1e-3:
-            await js.update_stream(info.config.evolve(max_age=max_age))
-            log.info("stream %s: retention now %.0f days", CASES_STREAM, retention_days)
-    except NotFoundError:
-        try:
-            await js.add_stream(cfg)
-            log.info("created stream %s (%.0f days)", CASES_STREAM, retention_days)
-        except APIError as e:
-            if e.err_code != 10058:
-                raise
+    await converge_stream(
+        js, CASES_STREAM, {"max_age": max_age, "num_replicas": replicas}, create=cfg
+    )
     try:
         kv = await js.key_value(CASES_KV)
         kv_stream = f"KV_{CASES_KV}"

@@ -29,15 +29,14 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import APIError, NotFoundError
 
+from gridwatch.alerts.streams import converge_stream
 from gridwatch.auth.subjects import ALL_GRIDS, AUDIT_PREFIX, audit_subject
 
 log = logging.getLogger(__name__)
 
 AUDIT_STREAM = "GW_AUDIT"
 DAY_S = 86400.0
-STREAM_EXISTS = 10058
 
 
 async def ensure_audit_stream(js: JetStreamContext, *, retention_days: float = 365.0) -> None:
@@ -53,18 +52,7 @@ async def ensure_audit_stream(js: JetStreamContext, *, retention_days: float = 3
         max_age=max_age,
         num_replicas=1,
     )
-    try:
-        info = await js.stream_info(AUDIT_STREAM)
-        if abs((info.config.max_age or 0) - max_age) > 1e-3:
-            await js.update_stream(info.config.evolve(max_age=max_age))
-            log.info("stream %s: retention now %.0f days", AUDIT_STREAM, retention_days)
-    except NotFoundError:
-        try:
-            await js.add_stream(cfg)
-            log.info("created stream %s (%.0f days)", AUDIT_STREAM, retention_days)
-        except APIError as e:
-            if e.err_code != STREAM_EXISTS:
-                raise
+    await converge_stream(js, AUDIT_STREAM, {"max_age": max_age}, create=cfg)
 
 
 class AuditError(RuntimeError):

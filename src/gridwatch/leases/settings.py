@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from gridwatch.strict import Strict as _Strict
 
 CAMERAS_PER_CORE = 24
 """Default capacity per CPU core: docs/performance.md measured 48-56 cameras at 2 analysed
 frames/s on 2 vCPUs (OpenVINO, motion gate, regions)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LeaseConfig(_Strict):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gridwatch.alerts.subjects import TOKEN_RE
 from gridwatch.auth.models import Role
+from gridwatch.strict import Strict as _Strict
 
 NotifyEvent = Literal[
     "alert.raised",
@@ -22,10 +23,6 @@ NotifyEvent = Literal[
     "case.escalated",
     "case.alert_cleared",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _default_events() -> list[NotifyEvent]:

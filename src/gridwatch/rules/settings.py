@@ -14,31 +14,19 @@ them. This module must not import :mod:`gridwatch.config` (which imports it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gridwatch.alerts.subjects import TOKEN_RE
+from gridwatch.strict import Id as _ID
+from gridwatch.strict import Strict
 
 Severity = Literal["info", "warning", "critical"]
 TamperCheck = Literal["covered", "frozen", "defocused", "moved"]
 _ALL_CHECKS: tuple[TamperCheck, ...] = ("covered", "frozen", "defocused", "moved")
 
-_ID = Annotated[
-    str,
-    Field(
-        pattern=TOKEN_RE.pattern,
-        min_length=1,
-        max_length=64,
-        title="Identifier",
-        description="Letters, digits, '-' and '_' (it becomes a NATS subject token).",
-    ),
-]
 
-
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Rule(Strict):
     schedule: str | None = Field(
         default=None, title="Schedule", description="Schedule name; none means always active."
     )
