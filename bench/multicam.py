@@ -163,7 +163,7 @@ async def region_eval(
     full_cpu = 0.0
     now = [0.0]
     region_cpu = 0.0
-    found = total = extra = 0
+    found = total = extra = over_count = 0
     modes: dict[str, int] = {}
     area = 0
     shapes: set[tuple[int, int]] = set()
@@ -195,6 +195,7 @@ async def region_eval(
                 shapes.add(r.input_shape)
             f, g = whole.xyxy, r.detections.xyxy
             total += len(f)
+            over_count += int(len(g) > len(f) + 1)  # what a crowding count would see
             if len(f) and len(g):
                 m = _iou(f, g)
                 found += int((m.max(axis=1) >= 0.5).sum())
@@ -212,6 +213,7 @@ async def region_eval(
         "regions_ms_cpu_per_frame": round(region_cpu / len(samples) * 1000, 1),
         "boxes_per_frame_full": round(total / len(samples), 2),
         "extra_boxes_per_frame": round(extra / len(samples), 2),
+        "frames_counting_2_more": over_count,
         "mosaic_shapes": len(shapes),
         "modes": modes,
     }

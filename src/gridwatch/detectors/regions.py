@@ -168,6 +168,7 @@ class RegionPlan:
         cy = (det.xyxy[:, 1] + det.xyxy[:, 3]) / 2
         rows: list[int] = []
         moved: list[npt.NDArray[np.float32]] = []
+        cuts: list[npt.NDArray[np.bool_]] = []
         tile_of: list[int] = []
         k = 1.0 / self.scale
         for ti, t in enumerate(self.tiles):
@@ -177,9 +178,17 @@ class RegionPlan:
             if len(inside) == 0:
                 continue
             b = det.xyxy[inside].copy()
+            # which sides reach an inner edge of the region (not the frame's): cut there
+            x0, y0, x1, y1 = t.src
+            tol = _CUT_TOL_PX * self.scale
+            c = np.zeros((len(b), 4), bool)
+            c[:, 0] = (b[:, 0] <= dx + tol) & (x0 > 0)
+            c[:, 1] = (b[:, 1] <= dy + tol) & (y0 > 0)
+            c[:, 2] = (b[:, 2] >= dx + tw - tol) & (x1 < fw)
+            c[:, 3] = (b[:, 3] >= dy + th - tol) & (y1 < fh)
+            cuts.append(c)
             b[:, [0, 2]] = np.clip(b[:, [0, 2]], dx, dx + tw)
             b[:, [1, 3]] = np.clip(b[:, [1, 3]], dy, dy + th)
-            x0, y0 = t.src[0], t.src[1]
             b = (b - np.array([dx, dy, dx, dy], np.float32)) * k + np.array(
                 [x0, y0, x0, y0], np.float32
             )
@@ -190,8 +199,11 @@ class RegionPlan:
             return Detections.empty((fw, fh), det.class_names)
         xyxy = np.concatenate(moved)
         idx = np.array(rows, np.int64)
+        tiles = np.array(tile_of, np.int64)
+        xyxy, alive = _join_fragments(xyxy, np.concatenate(cuts), tiles)
         conf = det.confidence[idx]
-        keep = _cross_region_dedup(xyxy, np.array(tile_of, np.int64), iou, contained)
+        keep = [i for i in _cross_region_dedup(xyxy, tiles, iou, contained) if alive[i]]
+        keep = _without_group_boxes(xyxy, keep)
         return Detections.from_arrays(
             xyxy=xyxy[keep],
             confidence=conf[keep],
@@ -199,6 +211,85 @@ class RegionPlan:
             image_size=(fw, fh),
             class_names=det.class_names,
         )
+
+
+_CUT_TOL_PX = 3.0
+"""A box side within this many frame pixels of a region's inner edge was cut by it."""
+
+
+def _join_fragments(
+    xyxy: FloatBoxes, cut: npt.NDArray[np.bool_], tile: npt.NDArray[np.int64]
+) -> tuple[FloatBoxes, npt.NDArray[np.bool_]]:
+    """One object split between two regions, each holding a part cut at its inner edge, is
+    one object: the two parts become their union (the first index keeps it, the second is
+    marked dead). Without this, a walker on the seam between two regions counts twice.
+
+    Parts qualify when they come from different regions, at least one is cut on the side
+    facing the other, they touch or overlap across the seam (a gap of at most a tenth of
+    their size), and they line up along it (half of the shorter extent shared). Two whole
+    people side by side are never joined: neither is cut.
+
+    >>> boxes = np.array([[10, 0, 30, 50], [12, 50, 31, 100], [40, 0, 60, 100]], np.float32)
+    >>> cut = np.array([[0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]], bool)
+    >>> out, alive = _join_fragments(boxes, cut, np.array([0, 1, 1]))
+    >>> out[0].tolist(), alive.tolist()
+    ([10.0, 0.0, 31.0, 100.0], [True, False, True])
+    """
+    out = xyxy.copy()
+    alive = np.ones(len(out), bool)
+    for i in range(len(out)):
+        for j in range(i + 1, len(out)):
+            if not (alive[i] and alive[j]) or tile[i] == tile[j]:
+                continue
+            a, b = out[i], out[j]
+            for axis, lo, hi in ((1, 1, 3), (0, 0, 2)):  # vertical seam first, then horizontal
+                other = 1 - axis
+                o_lo, o_hi = other, other + 2
+                shared = min(a[o_hi], b[o_hi]) - max(a[o_lo], b[o_lo])
+                shorter = min(a[o_hi] - a[o_lo], b[o_hi] - b[o_lo])
+                if shorter <= 0 or shared < 0.5 * shorter:
+                    continue
+                upper, lower = (i, j) if a[lo] <= b[lo] else (j, i)
+                gap = out[lower][lo] - out[upper][hi]
+                size = min(a[hi] - a[lo], b[hi] - b[lo])
+                if gap > 0.1 * size or out[lower][hi] <= out[upper][hi]:
+                    continue  # apart, or one inside the other (the dedup's case)
+                if not (cut[upper, hi] or cut[lower, lo]):
+                    continue
+                out[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                cut[i] = cut[i] & cut[j]
+                alive[j] = False
+                break
+    return out, alive
+
+
+def _without_group_boxes(xyxy: FloatBoxes, keep: list[int], inside: float = 0.8) -> list[int]:
+    """Drop a box that holds two or more smaller kept boxes (each ``inside`` within it).
+
+    A tight region gives the model little context, and on it the model sometimes draws one
+    box around two people walking together as well as a box for each (5 of 120 busy vtest
+    frames before this; the whole-frame look does not). The counting rules would count
+    three. The people are the smaller boxes; the group box goes.
+
+    >>> b = np.array([[0, 0, 40, 100], [30, 0, 70, 100], [0, 0, 70, 100], [90, 0, 120, 90]],
+    ...              np.float32)
+    >>> _without_group_boxes(b, [0, 1, 2, 3])
+    [0, 1, 3]
+    """
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    out = []
+    for g in keep:
+        held = 0
+        for k in keep:
+            if k == g or area[k] >= 0.7 * area[g] or area[k] <= 0:
+                continue
+            iw = min(xyxy[g, 2], xyxy[k, 2]) - max(xyxy[g, 0], xyxy[k, 0])
+            ih = min(xyxy[g, 3], xyxy[k, 3]) - max(xyxy[g, 1], xyxy[k, 1])
+            if iw > 0 and ih > 0 and iw * ih >= inside * area[k]:
+                held += 1
+        if held < 2:
+            out.append(g)
+    return out
 
 
 def _cross_region_dedup(
