@@ -151,12 +151,7 @@ class CameraRules:
         if isinstance(rc, LoiteringRuleConfig):
             return LoiteringRule(
                 zones[rc.zone],
-                DwellParams(
-                    min_dwell_s=rc.min_dwell_s,
-                    max_gap_s=rc.max_gap_s,
-                    clear_after_s=rc.clear_after_s,
-                    update_interval_s=rc.update_interval_s,
-                ),
+                _dwell_params(rc),
                 schedule=schedule,
                 person_classes=resolve_classes(rc.classes, names, person_classes, what),
                 class_names=names,
@@ -173,12 +168,7 @@ class CameraRules:
                 )
             return VehicleStopRule(
                 zones[rc.zone],
-                DwellParams(
-                    min_dwell_s=rc.min_dwell_s,
-                    max_gap_s=rc.max_gap_s,
-                    clear_after_s=rc.clear_after_s,
-                    update_interval_s=rc.update_interval_s,
-                ),
+                _dwell_params(rc),
                 vehicle_classes=ids,
                 schedule=schedule,
                 class_names=names,
@@ -308,3 +298,13 @@ class CameraRules:
                 zone = getattr(rule, "zone", None)
                 return zone if isinstance(zone, Zone) else None
         return None
+
+
+def _dwell_params(rc: LoiteringRuleConfig | VehicleStopRuleConfig) -> DwellParams:
+    """Loitering (people) and vehicle_stop (vehicles) share the dwell core and its settings."""
+    return DwellParams(
+        min_dwell_s=rc.min_dwell_s,
+        max_gap_s=rc.max_gap_s,
+        clear_after_s=rc.clear_after_s,
+        update_interval_s=rc.update_interval_s,
+    )
