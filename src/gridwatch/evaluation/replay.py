@@ -31,7 +31,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -212,6 +212,20 @@ def pick_camera(config: GridwatchConfig, camera_id: str | None) -> CameraConfig:
 
 
 FrameHook = Callable[[float, npt.NDArray[np.uint8], Detections | None], None]
+CountHook = Callable[[float, Mapping[str, int]], None]
+"""``on_count(video_s, {zone id: count})``: per analysed frame, the count each crowding rule
+saw in its zone (what the evaluation compares with the ground truth)."""
+
+
+def crowding_counts(rules: CameraRules) -> dict[str, int]:
+    """Zone id → the count the zone's crowding rule saw at its last observation."""
+    out: dict[str, int] = {}
+    for rule in rules.rules:
+        count = getattr(rule, "last_count", None)
+        zone = getattr(rule, "zone", None)
+        if rule.type == "crowding" and count is not None and zone is not None:
+            out[zone.id] = int(count)
+    return out
 
 
 def replay(
@@ -225,6 +239,7 @@ def replay(
     faults: Sequence[StreamFault] = (),
     cache: DetectionCache | None = None,
     on_frame: FrameHook | None = None,
+    on_count: CountHook | None = None,
 ) -> Iterator[ReplayEvent]:
     """Yield every incident event the camera's rules would emit over ``video``.
 
@@ -348,6 +363,8 @@ def replay(
                 events += rules.update_frame(sample(frame.pts_s, thumbnail(image)))
             if on_frame is not None:
                 on_frame(frame.pts_s, image, detections)
+            if on_count is not None and detections is not None:
+                on_count(frame.pts_s, crowding_counts(rules))
             yield from emit(events, frame.pts_s)
             if next_tick > now:
                 now = next_tick

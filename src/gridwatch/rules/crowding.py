@@ -97,6 +97,9 @@ class CrowdingRule:
         self._sequence = 0
         self._last_emit_ts = 0.0
         self._last_emit_count = 0
+        self.last_count: int | None = None
+        """The count the rule saw at its last observation (``None``: no frame); the
+        evaluation compares it with the ground truth."""
 
     @property
     def phase(self) -> str:
@@ -148,6 +151,7 @@ class CrowdingRule:
         else:
             count, boxes = self.count_in_zone(detections)
             observed = True
+        self.last_count = count if observed else None
 
         if not self._schedule.is_active(ts):
             if self._phase is _Phase.ACTIVE:
