@@ -1,5 +1,11 @@
 """One camera's analysis loop: latest frame → detector → tracker → rules → incident events.
 
+This is the only camera loop: a worker runs it on a live :class:`~gridwatch.ingest.reader.
+CameraReader` and the system clock; ``gridwatch replay`` and ``gridwatch eval`` run it on a
+:class:`~gridwatch.ingest.clip.ClipSource` and a :class:`~gridwatch.clock.VirtualClock`, with
+the same motion gate, regions, batching service, backend, tracker and rules. A figure the
+evaluation prints therefore describes what production runs.
+
 The loop is paced by the camera's ``analysis_fps`` and never queues frames: at each tick it
 takes whatever frame is newest (older ones were already replaced in the slot and counted as
 dropped). Detection runs on the worker's shared inference executor, so cameras wait their
@@ -16,13 +22,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gridwatch.analysis import CameraAnalyser
+from gridwatch.clock import Clock, SystemClock
 from gridwatch.config import CameraConfig
 from gridwatch.detectors.base import Detector
 from gridwatch.ingest.masks import PrivacyMasker
 from gridwatch.ingest.motion import luma_plane
-from gridwatch.ingest.reader import CameraReader, RawFrame
+from gridwatch.ingest.reader import RawFrame, ReaderStats
 from gridwatch.model import Detections, Frame, IncidentEvent
 from gridwatch.rules.base import FrameSample, thumbnail
 from gridwatch.rules.engine import CameraRules
@@ -31,6 +39,24 @@ from gridwatch.tracking import CameraTracker
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[CameraConfig, IncidentEvent, Frame | None, CameraRules], Awaitable[None]]
+
+
+class FrameSource(Protocol):
+    """Where a camera loop takes its frames: a live reader or a recorded clip."""
+
+    camera_id: str
+    stats: ReaderStats
+
+    def take(self) -> RawFrame | None:
+        """The newest frame not taken yet, or None."""
+        ...
+
+    def set_keyframes_only(self, keyframes_only: bool) -> None: ...
+
+    @property
+    def finished(self) -> bool:
+        """No frame will ever come again (a clip's end; never for a live camera)."""
+        ...
 
 
 @dataclass
@@ -50,17 +76,20 @@ class CameraPipeline:
     def __init__(
         self,
         camera: CameraConfig,
-        reader: CameraReader,
+        reader: FrameSource,
         detector: Detector,
         inference: Executor,
         rules: CameraRules,
-        tracker: CameraTracker,
+        tracker: CameraTracker | None,
         sink: EventSink,
         *,
         stale_after_s: float | None = None,
         analyser: CameraAnalyser | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.camera = camera
+        self.clock: Clock = clock or SystemClock()
+        """Live: the system clock; replay: a virtual one (see gridwatch.clock)."""
         self.analyser = analyser
         """Motion gate, regions and batched detection (gridwatch.analysis); None: every
         frame whole on the ``inference`` executor."""
@@ -77,31 +106,34 @@ class CameraPipeline:
         self.idle_wait_s = min(self.stale_after_s, 1.0) if rules.frame_rules else self.stale_after_s
         self.stats = PipelineStats()
         self.last_frame: Frame | None = None
+        self.on_analysed: Callable[[Frame, Detections], None] | None = None
+        """Called after each analysed frame with what the rules saw (replay's tools draw and
+        score with it)."""
         # privacy masks are painted on each frame as it is taken, before anything looks at it
         self.masker = PrivacyMasker(m.polygon for m in camera.privacy_masks)
 
     async def _next_frame(self, wait_s: float) -> Frame | None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
+        clock = self.clock
+        deadline = clock.mono() + wait_s
         while True:
-            raw = self.reader.slot.take()
+            raw = self.reader.take()
             if raw is not None:
                 self._raw = raw  # the analyser reads its Y plane: no colour conversion
                 return self.masker.apply(raw.to_frame())
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            remaining = deadline - clock.mono()
+            if remaining <= 0 or self.reader.finished:
                 return None
-            await asyncio.sleep(min(0.02, remaining))
+            await clock.sleep(min(0.02, remaining))
 
     def _detect(self, frame: Frame) -> tuple[Detections, float, float]:
         """Runs on the inference thread. Frame age is taken here, when the detector starts:
         it includes any wait for the shared inference thread behind other cameras."""
-        age_ms = (time.monotonic() - frame.mono_ts) * 1000.0
+        age_ms = (self.clock.mono() - frame.mono_ts) * 1000.0
         t0 = time.perf_counter()
         if not self.rules.needs_detections:  # only frame rules (tamper, offline): no detector
             return Detections.empty((frame.width, frame.height)), 0.0, age_ms
         detections = self.detector.detect(frame.image)
-        tracked = self.tracker.update(detections)
+        tracked = self.tracker.update(detections) if self.tracker is not None else detections
         return tracked, (time.perf_counter() - t0) * 1000.0, age_ms
 
     async def _run_detector(self, frame: Frame) -> tuple[Detections, float | None, float | None]:
@@ -113,7 +145,9 @@ class CameraPipeline:
         raw = self._raw
         luma = luma_plane(raw.video_frame) if raw is not None else None
         result = await self.analyser.analyse(frame, luma)
-        return self.tracker.update(result.detections), result.detector_ms, result.frame_age_ms
+        found = result.detections
+        tracked = self.tracker.update(found) if self.tracker is not None else found
+        return tracked, result.detector_ms, result.frame_age_ms
 
     def _stale_after(self) -> float:
         """How long without frames means no data: longer while an idle camera decodes only
@@ -125,7 +159,7 @@ class CameraPipeline:
 
     def _frame_sample(self, frame: Frame | None) -> FrameSample:
         """What the frame rules see now: the reader's monotonic times turned into wall time."""
-        now_wall, now_mono = time.time(), time.monotonic()
+        now_wall, now_mono = self.clock.wall(), self.clock.mono()
         s = self.reader.stats
 
         def wall(mono: float | None) -> float | None:
@@ -139,25 +173,28 @@ class CameraPipeline:
         )
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
-        last_seen = loop.time()
-        while True:
+        """Analyse until cancelled (live) or until the source has finished (a clip)."""
+        clock = self.clock
+        next_tick = clock.mono()
+        last_seen = clock.mono()
+        while not self.reader.finished:
             next_tick += self.period_s
-            frame = await self._next_frame(max(0.0, next_tick - loop.time()) + self.idle_wait_s)
+            frame = await self._next_frame(max(0.0, next_tick - clock.mono()) + self.idle_wait_s)
+            if frame is None and self.reader.finished:
+                break  # a clip's end is not a camera going quiet
             try:
                 if frame is None:
                     events = self.rules.update_frame(self._frame_sample(None))
-                    if loop.time() - last_seen >= self._stale_after():
+                    if clock.mono() - last_seen >= self._stale_after():
                         self.stats.no_data_ticks += 1
-                        events += self.rules.update(None, time.time())
+                        events += self.rules.update(None, clock.wall())
                     await self._handle(events, None)
-                    next_tick = loop.time()
+                    next_tick = clock.mono()
                     continue
-                last_seen = loop.time()
+                last_seen = clock.mono()
                 detections, ms, age_ms = await self._run_detector(frame)
                 self.stats.analysed += 1
-                self.stats.analysed_mono.append(time.monotonic())
+                self.stats.analysed_mono.append(clock.mono())
                 if ms is not None and age_ms is not None:  # None: gated, no detector run
                     self.stats.detector_ms.append(ms)
                     self.stats.frame_age_ms.append(age_ms)
@@ -168,16 +205,18 @@ class CameraPipeline:
                 if self.rules.rules:
                     self.stats.last_count = self.rules.rules[0].count_in_zone(detections)[0]
                 await self._handle(events, frame)
+                if self.on_analysed is not None:
+                    self.on_analysed(frame, detections)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.stats.errors += 1
                 log.exception("camera %s: analysis failed; continuing", self.camera.id)
-            delay = next_tick - loop.time()
+            delay = next_tick - clock.mono()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await clock.sleep(delay)
             else:
-                next_tick = loop.time()  # behind: don't try to catch up with stale ticks
+                next_tick = clock.mono()  # behind: don't try to catch up with stale ticks
 
     async def _handle(self, events: list[IncidentEvent], frame: Frame | None) -> None:
         for event in events:

@@ -1,66 +1,64 @@
 """Shadow mode: run a config's rules over a recorded clip and say what would have fired.
 
-:func:`replay` drives the same parts a worker does (the detector, one ``CameraTracker`` per
-camera built as the worker builds it, :class:`~gridwatch.rules.engine.CameraRules`, the privacy
-masks) on a virtual clock that imitates the camera loop of :mod:`gridwatch.pipeline`:
+:func:`replay` runs the worker's own camera loop (:class:`~gridwatch.pipeline.CameraPipeline`:
+privacy masks, motion gate, regions, the batching inference service, the configured backend,
+one ``CameraTracker``, the crowd counter and :class:`~gridwatch.rules.engine.CameraRules`) over
+a :class:`~gridwatch.ingest.clip.ClipSource` on a :class:`~gridwatch.clock.VirtualClock`:
 
-* a tick every ``1 / analysis_fps`` seconds of video takes the newest decoded frame (older ones
-  are dropped, as the live one-slot buffer drops them);
+* the loop ticks every ``1 / analysis_fps`` seconds of *video* and takes the newest frame that
+  has arrived (older ones are dropped, as the live one-slot buffer drops them);
 * when no frame has come for the loop's wait, the frame rules tick without a picture and, after
-  ``stale_after_s``, the detection rules get a ``None`` observation;
+  the stale time, the detection rules get a ``None`` observation;
 * timestamps are the clip's presentation times plus ``start_ts`` (the wall-clock time the clip
   is replayed as, which is what schedules see).
 
-It publishes nothing. Without ``realtime`` it runs as fast as the CPU allows; with it, it
-waits for each tick's wall time, as a live camera would deliver it.
+It publishes nothing. Without ``realtime`` it runs as fast as the CPU allows and gives the same
+events every time; with it, the clock waits for real, as a live camera would deliver frames.
 
-Stream faults can be injected to test the offline rule: ``silence`` drops frames and packets in
-an interval (the camera went quiet), ``stall`` drops frames but keeps packets arriving (a
-pipeline that receives data but decodes nothing). A clip with a gap in its timestamps is a
-silence too.
-
-Detections can be memoised per (clip content, detector settings, frame) in a
-:class:`DetectionCache`, so re-running an evaluation after changing a rule's thresholds costs
-the tracker and the rules, not the detector.
+Stream faults (:class:`~gridwatch.ingest.clip.StreamFault`) can be injected to test the
+offline rule. Detections can be memoised per (clip, detector settings) in a
+:class:`DetectionCache`, keyed by the exact pixels the detector was given (a whole frame or a
+region mosaic), so re-running an evaluation after changing a rule's thresholds costs the
+motion gate, the tracker and the rules, not the detector.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from gridwatch.config import CameraConfig, GridwatchConfig
-from gridwatch.detectors.base import Detector
-from gridwatch.model import Detections, IncidentEvent
-from gridwatch.rules.base import FrameSample, thumbnail
+from gridwatch.detectors.base import Detector, DetectorInfo, ImageBGR
+from gridwatch.ingest.clip import FaultKind, StreamFault
+from gridwatch.model import Detections, Frame, IncidentEvent
 from gridwatch.rules.engine import CameraRules
 
+__all__ = [
+    "DetectionCache",
+    "FaultKind",
+    "ReplayEvent",
+    "StreamFault",
+    "detector_key",
+    "parse_start",
+    "pick_camera",
+    "replay",
+]
+
 log = logging.getLogger(__name__)
-
-FaultKind = Literal["silence", "stall"]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFault:
-    """Between ``from_s`` and ``to_s`` of the clip: no frames (``stall``), or no frames and no
-    packets (``silence``)."""
-
-    kind: FaultKind
-    from_s: float
-    to_s: float
-
-    def covers(self, video_s: float) -> bool:
-        return self.from_s <= video_s < self.to_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +106,12 @@ class ReplayEvent:
 
 
 class DetectionCache:
-    """Detections per analysed frame, kept in one ``.npz`` per (clip, detector settings).
+    """Detector outputs, kept in one ``.npz`` per (clip, detector settings).
 
-    The key hashes the clip's bytes, so a re-made clip with different content never reuses
-    stale boxes. Frames are keyed by their presentation time in milliseconds.
+    The file name hashes the clip's bytes, so a re-made clip with different content never
+    reuses stale boxes. Entries are keyed by a 64-bit hash of the exact image the detector was
+    given (:func:`image_key`): a whole frame or a region mosaic, so a cached run takes exactly
+    the path an uncached one takes.
     """
 
     def __init__(self, directory: Path, clip: Path, detector_key: str) -> None:
@@ -133,11 +133,11 @@ class DetectionCache:
             except (OSError, KeyError, ValueError) as exc:
                 log.warning("ignoring unreadable detection cache %s: %s", self.path, exc)
 
-    def get(self, pts_ms: int) -> tuple[npt.NDArray[np.float32], ...] | None:
-        return self._rows.get(pts_ms)
+    def get(self, key: int) -> tuple[npt.NDArray[np.float32], ...] | None:
+        return self._rows.get(key)
 
-    def put(self, pts_ms: int, d: Detections) -> None:
-        self._rows[pts_ms] = (d.xyxy, d.confidence, d.class_id.astype(np.float32))
+    def put(self, key: int, d: Detections) -> None:
+        self._rows[key] = (d.xyxy, d.confidence, d.class_id.astype(np.float32))
         self._dirty = True
 
     def save(self) -> None:
@@ -170,32 +170,70 @@ class DetectionCache:
 def detector_key(detector: Detector, extra: str = "") -> str:
     """What identifies a detector's output for caching: its name, classes and settings."""
     settings = {
-        k: getattr(detector, k, None) for k in ("confidence", "iou", "imgsz", "agnostic_nms")
+        k: getattr(detector, k, None)
+        for k in ("confidence", "iou", "imgsz", "agnostic_nms", "upscale", "precision")
     }
     return f"{detector.name}|{sorted(detector.class_names.items())}|{settings}|{extra}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    pts_s: float
-    image: npt.NDArray[np.uint8]
+def image_key(image: ImageBGR) -> int:
+    """A 64-bit key of an image's shape and pixels (the detection cache's key).
+
+    >>> a = np.zeros((4, 6, 3), np.uint8)
+    >>> image_key(a) == image_key(a.copy()), image_key(a) == image_key(a[:, :5])
+    (True, False)
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr(image.shape).encode())
+    h.update(np.ascontiguousarray(image).data)
+    return int.from_bytes(h.digest(), "little", signed=True)
 
 
-def decode_clip(path: Path) -> Iterator[_Decoded]:
-    """Frames of a clip in presentation order with their times in seconds from its start."""
-    import av
+class CachedDetector(DetectorInfo):
+    """A detector whose outputs are memoised in a :class:`DetectionCache` (see there).
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 10.0
-        first: float | None = None
-        for i, vf in enumerate(container.decode(stream)):
-            pts = float(vf.time) if vf.time is not None else i / fps
-            if first is None:
-                first = pts
-            yield _Decoded(pts - first, np.asarray(vf.to_ndarray(format="bgr24"), np.uint8))
+    It presents the wrapped detector's settings (``native_resolution``, ``imgsz``, ``streams``)
+    so the analyser plans regions exactly as it would with the detector itself.
+    """
+
+    def __init__(self, inner: Detector, cache: DetectionCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self._name = inner.name
+        self._class_names = dict(inner.class_names)
+        self._person_class_ids = inner.person_class_ids
+        self._last_ms = 0.0
+        self.native_resolution = bool(getattr(inner, "native_resolution", False))
+        self.imgsz = int(getattr(inner, "imgsz", 640))
+        self.hits = 0
+
+    def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
+        keys = [image_key(im) for im in images]
+        out: list[Detections | None] = []
+        missing: list[int] = []
+        for i, (im, k) in enumerate(zip(images, keys, strict=True)):
+            row = self.cache.get(k)
+            if row is None:
+                out.append(None)
+                missing.append(i)
+                continue
+            self.hits += 1
+            out.append(
+                Detections.from_arrays(
+                    xyxy=row[0],
+                    confidence=row[1],
+                    class_id=row[2].astype(np.int64),
+                    image_size=(im.shape[1], im.shape[0]),
+                    class_names=self._class_names,
+                )
+            )
+        if missing:
+            found = self.inner.detect_batch([images[i] for i in missing])
+            self._last_ms = self.inner.last_ms
+            for i, d in zip(missing, found, strict=True):
+                self.cache.put(keys[i], d)
+                out[i] = d
+        return [d for d in out if d is not None]
 
 
 def pick_camera(config: GridwatchConfig, camera_id: str | None) -> CameraConfig:
@@ -228,6 +266,9 @@ def crowding_counts(rules: CameraRules) -> dict[str, int]:
     return out
 
 
+_DONE = object()
+
+
 def replay(
     config: GridwatchConfig,
     video: Path,
@@ -245,11 +286,12 @@ def replay(
 
     ``detector`` is needed when the camera has detection rules. ``start_ts`` (Unix seconds) is
     the wall-clock time of the clip's first frame; default: now. ``on_frame(video_s, image,
-    detections)`` is called for each analysed frame (tools draw with it).
-    """
-    from gridwatch.ingest.masks import PrivacyMasker
-    from gridwatch.tracking import CameraTracker
+    detections)`` is called for each analysed frame (tools draw with it); ``on_count`` with the
+    crowding rules' counts (see :data:`CountHook`). Both run on the replay's loop thread.
 
+    The loop runs on its own thread (it is the worker's asyncio loop); events come through a
+    bounded queue, so a slow consumer slows the replay rather than piling events up.
+    """
     cam = pick_camera(config, camera_id)
     rules = CameraRules(
         cam,
@@ -259,120 +301,152 @@ def replay(
     )
     if rules.needs_detections and detector is None:
         raise ValueError(f"camera {cam.id} has detection rules: replay needs a detector")
+    if not video.is_file():
+        raise ValueError(f"{video}: no such file")
+    t0 = time.time() if start_ts is None else start_ts
+    out: queue.Queue[object] = queue.Queue(maxsize=256)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    async def sink(
+        camera: CameraConfig, event: IncidentEvent, frame: Frame | None, r: CameraRules
+    ) -> None:
+        put(ReplayEvent(event.observed_at - t0, camera.id, r.severity_of(event), event, t0))
+
+    def run() -> None:
+        try:
+            asyncio.run(
+                _run_loop(
+                    config, cam, video, rules, detector, t0, realtime, faults, cache, sink,
+                    on_frame, on_count, stop,
+                )
+            )  # fmt: skip
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=run, name=f"replay-{cam.id}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, ReplayEvent)
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        if cache is not None:
+            cache.save()
+
+
+async def _run_loop(
+    config: GridwatchConfig,
+    cam: CameraConfig,
+    video: Path,
+    rules: CameraRules,
+    detector: Detector | None,
+    t0: float,
+    realtime: bool,
+    faults: Sequence[StreamFault],
+    cache: DetectionCache | None,
+    sink: Any,
+    on_frame: FrameHook | None,
+    on_count: CountHook | None,
+    stop: threading.Event,
+) -> None:
+    """The worker's camera loop over a clip: see :func:`replay`."""
+    from gridwatch.analysis import CameraAnalyser
+    from gridwatch.analysis import settings_from_config as analysis_settings
+    from gridwatch.clock import PacedClock, VirtualClock
+    from gridwatch.detectors.batching import BatchingService
+    from gridwatch.ingest.clip import ClipSource
+    from gridwatch.pipeline import CameraPipeline
+    from gridwatch.tracking import CameraTracker
+
+    clock = PacedClock(t0) if realtime else VirtualClock(t0)
+    source = ClipSource(cam.id, video, clock, faults=faults)
+    used: Detector | None = detector
+    if detector is not None and cache is not None:
+        used = CachedDetector(detector, cache)
+    service: BatchingService | None = None
+    analyser: CameraAnalyser | None = None
+    if used is not None and rules.needs_detections:
+        # the worker's inference service, one camera: no batching wait, nothing dropped
+        service = BatchingService(used, max_batch=1, max_wait_ms=0.0, max_pending=4).start()
+        analyser = CameraAnalyser(
+            cam.id,
+            service,
+            analysis_settings(config.analysis),
+            zones=[z.polygon for z in cam.zones],
+            exclude=[m.polygon for m in cam.privacy_masks],
+            imgsz=int(getattr(used, "imgsz", config.detector.imgsz)),
+            native_resolution=bool(getattr(used, "native_resolution", False)),
+            analysis_fps=cam.analysis_fps,
+            set_keyframes_only=source.set_keyframes_only,
+            clock=clock.mono,
+        )
     tracker = (
         CameraTracker(frame_rate=cam.analysis_fps, camera_id=cam.id, keep_unmatched=True)
         if rules.needs_detections
         else None
     )
-    masker = PrivacyMasker(m.polygon for m in cam.privacy_masks)
-    t0 = time.time() if start_ts is None else start_ts
-    period = 1.0 / cam.analysis_fps
-    stale = max(2.0, 3 * period)
-    idle_wait = min(stale, 1.0) if rules.frame_rules else stale
-    wall0 = time.monotonic()
+    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"replay-{cam.id}")
+    pipeline = CameraPipeline(
+        cam,
+        source,
+        used if used is not None else _NO_DETECTOR,
+        inference,
+        rules,
+        tracker,
+        sink,
+        analyser=analyser,
+        clock=clock,
+    )
 
-    def emit(events: list[IncidentEvent], now_s: float) -> Iterator[ReplayEvent]:
-        for e in events:
-            yield ReplayEvent(now_s, cam.id, rules.severity_of(e), e, t0)
+    def analysed(frame: Frame, detections: Detections) -> None:
+        if stop.is_set():
+            raise asyncio.CancelledError  # the consumer went away
+        video_s = frame.pts_s if frame.pts_s is not None else clock.mono()
+        if on_frame is not None:
+            on_frame(video_s, frame.image, detections if rules.needs_detections else None)
+        if on_count is not None and rules.needs_detections:
+            on_count(video_s, crowding_counts(rules))
 
-    def sample(now_s: float, gray: npt.NDArray[np.uint8] | None) -> FrameSample:
-        return FrameSample(
-            ts=t0 + now_s,
-            gray=gray,
-            last_frame_ts=None if last_frame_s is None else t0 + last_frame_s,
-            last_packet_ts=None if last_packet_s is None else t0 + last_packet_s,
-        )
-
-    def wait_until(now_s: float) -> None:
-        if realtime:
-            delay = wall0 + now_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    frames = decode_clip(video)
-    upcoming: _Decoded | None = next(frames, None)
-    newest: _Decoded | None = None  # the one-slot buffer
-    last_frame_s: float | None = None
-    last_packet_s: float | None = None
-    last_seen = 0.0
-    now = 0.0
-    next_tick = 0.0
-
-    def arrive_until(limit_s: float) -> None:
-        """Deliver the frames (and packets) that arrived by ``limit_s`` into the slot."""
-        nonlocal upcoming, newest, last_frame_s, last_packet_s
-        while upcoming is not None and upcoming.pts_s <= limit_s + 1e-9:
-            f = upcoming
-            upcoming = next(frames, None)
-            fault = next((x for x in faults if x.covers(f.pts_s)), None)
-            if fault is not None and fault.kind == "silence":
-                continue
-            last_packet_s = f.pts_s
-            if fault is not None:  # stall: the packet came, no frame decoded
-                continue
-            last_frame_s = f.pts_s
-            newest = f
-
+    pipeline.on_analysed = analysed
     try:
-        while True:
-            next_tick += period
-            arrive_until(now)
-            if newest is None:
-                # wait for a frame up to the next tick plus the idle wait
-                deadline = max(now, next_tick) + idle_wait
-                if upcoming is None:
-                    break  # the clip ended
-                # the live loop takes the first frame that arrives before its deadline
-                while newest is None and upcoming is not None and upcoming.pts_s <= deadline:
-                    arrive_until(upcoming.pts_s)
-                if newest is None:
-                    now = deadline
-                    wait_until(now)
-                    events = rules.update_frame(sample(now, None))
-                    if now - last_seen >= stale:
-                        events += rules.update(None, t0 + now)
-                    yield from emit(events, now)
-                    next_tick = now
-                    continue
-                now = max(now, newest.pts_s)
-            frame, newest = newest, None
-            wait_until(now)
-            last_seen = now
-            image = masker.apply_image(frame.image.copy()) if masker else frame.image
-            detections: Detections | None = None
-            if tracker is not None and detector is not None:
-                key = round(frame.pts_s * 1000)
-                cached = cache.get(key) if cache is not None else None
-                h, w = image.shape[:2]
-                if cached is not None:
-                    raw = Detections.from_arrays(
-                        xyxy=cached[0],
-                        confidence=cached[1],
-                        class_id=cached[2].astype(np.int64),
-                        image_size=(w, h),
-                        class_names=detector.class_names,
-                    )
-                else:
-                    raw = detector.detect(image)
-                    if cache is not None:
-                        cache.put(key, raw)
-                detections = tracker.update(raw)
-            ts = t0 + frame.pts_s
-            events = rules.update(detections, ts) if detections is not None else []
-            if rules.frame_rules:
-                events += rules.update_frame(sample(frame.pts_s, thumbnail(image)))
-            if on_frame is not None:
-                on_frame(frame.pts_s, image, detections)
-            if on_count is not None and detections is not None:
-                on_count(frame.pts_s, crowding_counts(rules))
-            yield from emit(events, frame.pts_s)
-            if next_tick > now:
-                now = next_tick
-            else:
-                next_tick = now
+        await pipeline.run()
     finally:
-        if cache is not None:
-            cache.save()
+        source.close()
+        inference.shutdown(wait=True)
+        if service is not None:
+            service.close()
+        if analyser is not None:
+            log.debug("replay %s: analyser modes %s", cam.id, analyser.stats.modes)
+
+
+class _NoDetector(DetectorInfo):
+    """Stands in when a camera has frame rules only (tamper, offline): never called."""
+
+    def __init__(self) -> None:
+        self._name, self._class_names = "none", {}
+        self._person_class_ids, self._last_ms = frozenset(), 0.0
+
+    def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
+        raise RuntimeError("a camera without detection rules runs no detector")
+
+
+_NO_DETECTOR = _NoDetector()
 
 
 def parse_start(text: str | None, tz: dt.tzinfo) -> float | None:

@@ -33,6 +33,11 @@ class LatestSlot(Generic[T]):
             self.put_count += 1
             self._cond.notify_all()
 
+    @property
+    def pending(self) -> bool:
+        """Whether an item waits to be taken."""
+        return self._item is not None
+
     def take(self, timeout: float | None = None) -> T | None:
         """The newest item, or None when nothing new arrives within ``timeout`` seconds."""
         with self._cond:

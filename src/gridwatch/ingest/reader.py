@@ -169,6 +169,16 @@ class CameraReader:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def take(self) -> RawFrame | None:
+        """The newest decoded frame not taken yet (None: none new); older ones were dropped."""
+        return self.slot.take()
+
+    @property
+    def finished(self) -> bool:
+        """Never for a camera: a live loop outlives a stream's end (the offline rule reports
+        it, and a reopened stream resumes)."""
+        return False
+
     def set_keyframes_only(self, keyframes_only: bool) -> None:
         """Decode only keyframes (an idle camera: about one frame per GOP, a fraction of the
         CPU) or every frame again. Takes effect in the decoder thread: at once towards
