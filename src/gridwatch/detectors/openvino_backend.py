@@ -19,6 +19,10 @@ and region mosaics of any size (measured 5–10% slower than a model compiled pe
 no compile pauses). The CPU plugin keeps a prepared plan per input shape it has seen, about
 4.7 MB each, up to 5000 by default: with mosaics of many shapes a worker grew past 4 GB. The
 cache is bounded (``shape_cache``, 64 plans) and mosaics come in a few widths.
+
+``model`` may also be any COCO-style YOLO model by path: an OpenVINO IR directory or ``.xml``
+(FP32 or INT8, static or dynamic) or an ``.onnx``; a static one is cut at its Detect head and
+decoded in numpy (:mod:`gridwatch.detectors.ir_models`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridwatch.detectors.base import DetectorError
-from gridwatch.detectors.export import export_model
+from gridwatch.detectors.ir_models import dfl_decode, model_source, prepare_openvino_model
 from gridwatch.detectors.yolo_io import ExportedDetectorBase
 
 log = logging.getLogger(__name__)
@@ -62,21 +66,25 @@ class OpenVinoDetector(ExportedDetectorBase):
         cache_dir: Path | None = None,
         device: str = "CPU",
         shape_cache: int = 64,
+        upscale: bool = False,
+        person_classes: Sequence[str] | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if streams is not None and streams < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
         t0 = time.perf_counter()
-        exported = export_model(model, "openvino", cache_dir=cache_dir)
+        exported = model_source(model, "openvino", cache_dir=cache_dir)
         super().__init__(
-            name=f"openvino:{exported.weights.stem}:{precision}",
+            name=f"openvino:{exported.label}:{precision}",
             class_names=exported.class_names,
             confidence=confidence,
             iou=iou,
             imgsz=imgsz,
             agnostic_nms=agnostic_nms,
             classes=classes,
+            upscale=upscale,
+            person_classes=person_classes,
         )
         try:
             import openvino as ov
@@ -87,7 +95,7 @@ class OpenVinoDetector(ExportedDetectorBase):
             streams = max(1, cores // threads) if threads is not None else cores
         self.streams = streams
         self.threads = threads or max(1, cores // self.streams)
-        self.weights_sha256 = exported.weights_sha256
+        self.weights_sha256 = exported.sha256
         self.model_path = exported.path
         config: dict[str, Any] = {
             # plans kept for input shapes seen: ~4.7 MB each; the default (5000) grew a worker
@@ -101,13 +109,19 @@ class OpenVinoDetector(ExportedDetectorBase):
             config["INFERENCE_PRECISION_HINT"] = precision
         try:
             core = ov.Core()
-            self._compiled: Any = core.compile_model(
-                core.read_model(str(exported.path)), device, config
+            prepared = prepare_openvino_model(
+                core.read_model(str(exported.path)), exported.class_names
             )
+            self._compiled: Any = core.compile_model(prepared.model, device, config)
+        except DetectorError:
+            raise
         except Exception as e:
             raise DetectorError(
                 f"OpenVINO could not load {exported.path} on {device}: {type(e).__name__}: {e}"
             ) from e
+        self.cut_head = prepared.cut
+        """True for a static export run through its cut Detect head (decoded in numpy)."""
+        self._n_outputs = len(self._compiled.outputs)
         hint: Any = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = str(getattr(hint, "get_type_name", lambda: hint)())
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -123,7 +137,7 @@ class OpenVinoDetector(ExportedDetectorBase):
             "loaded %s (%s, sha256 %s%s) in %.0f ms: %d stream(s) × %d thread(s), precision %s",
             self.name,
             exported.path,
-            exported.weights_sha256,
+            exported.sha256,
             ", exported now" if exported.made else "",
             self.load_ms,
             self.streams,
@@ -138,6 +152,9 @@ class OpenVinoDetector(ExportedDetectorBase):
             request = self._compiled.create_infer_request()
         try:
             request.infer({0: batch})
+            if self.cut_head:  # decoding reads the request's tensors before it is reused
+                maps = [request.get_output_tensor(i).data for i in range(self._n_outputs)]
+                return dfl_decode(maps, (batch.shape[2], batch.shape[3]), min_score=self.confidence)
             # copy: the tensor's memory belongs to the request, reused by its next call
             return np.array(request.get_output_tensor(0).data, dtype=np.float32)
         finally:

@@ -78,6 +78,9 @@ class RegionSettings:
     """Largest mosaic side; regions that cannot be packed within it mean whole frame."""
     gap: int = 4
     """Grey pixels between regions in the mosaic."""
+    upscale: bool = False
+    """Regions of a frame smaller than ``imgsz`` are scaled up as the whole frame is
+    (:func:`frame_scale`), so both looks see the same objects."""
     scale: Literal["frame", "native"] = "frame"
     """``frame``: regions at the scale the whole frame is detected at (``imgsz`` / the frame's
     longer side), so a region look and a whole-frame look see the same objects and counts do
@@ -522,10 +525,23 @@ def _ceil32(v: int) -> int:
     return -(-v // STRIDE) * STRIDE
 
 
-def whole_frame_input_area(frame_size: tuple[int, int], imgsz: int) -> int:
-    """Model input area of the whole frame at ``imgsz`` (scaled down, padded to 32)."""
+def frame_scale(frame_size: tuple[int, int], imgsz: int, upscale: bool = False) -> float:
+    """The scale a whole frame is detected at: down to fit ``imgsz``, and up to it when
+    ``upscale`` (the analysis setting "look closer").
+
+    >>> round(frame_scale((768, 576), 640), 4), frame_scale((320, 240), 640)
+    (0.8333, 1.0)
+    >>> frame_scale((320, 240), 640, upscale=True)
+    2.0
+    """
+    s = imgsz / max(frame_size)
+    return s if upscale else min(1.0, s)
+
+
+def whole_frame_input_area(frame_size: tuple[int, int], imgsz: int, upscale: bool = False) -> int:
+    """Model input area of the whole frame at ``imgsz`` (scaled, padded to 32)."""
     w, h = frame_size
-    scale = min(1.0, imgsz / max(w, h))
+    scale = frame_scale(frame_size, imgsz, upscale)
     return _ceil32(round(w * scale)) * _ceil32(round(h * scale))
 
 
@@ -543,7 +559,7 @@ def plan_regions(
     An empty ``boxes`` gives a plan with no tiles (nothing to look at).
     """
     s = settings or RegionSettings()
-    scale = 1.0 if s.scale == "native" else min(1.0, imgsz / max(frame_size))
+    scale = 1.0 if s.scale == "native" else frame_scale(frame_size, imgsz, s.upscale)
     if len(boxes) == 0:
         return RegionPlan(frame_size, (), (0, 0), scale)
     layout = _layout(frame_size, boxes, s, scale)
@@ -553,7 +569,7 @@ def plan_regions(
     widest = max(w for w, _ in sizes)
     tallest = max(h for _, h in sizes)
     need = sum(w * h for w, h in sizes)
-    too_big = s.full_frame_ratio * whole_frame_input_area(frame_size, imgsz)
+    too_big = s.full_frame_ratio * whole_frame_input_area(frame_size, imgsz, s.upscale)
     for cw, ch in CANVAS_SHAPES:
         if cw * ch >= too_big:
             break

@@ -18,6 +18,13 @@ image's pixels.
 ((480, 640), 0.8333)
 >>> input_plan((160, 288), max_side=640).input_hw
 (160, 288)
+
+With ``upscale`` a small image is scaled **up** until its longer side is ``max_side``: a
+690×388 frame of a dense elevated scene runs at 960×544, where its tiny distant people are
+found (``docs/models.md``), at about twice the cost of 640.
+
+>>> input_plan((388, 690), max_side=960, upscale=True).input_hw
+(544, 960)
 """
 
 from __future__ import annotations
@@ -51,10 +58,10 @@ def _ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-def input_plan(image_hw: tuple[int, int], max_side: int) -> InputPlan:
+def input_plan(image_hw: tuple[int, int], max_side: int, *, upscale: bool = False) -> InputPlan:
     """How an image of ``image_hw`` is fed to the model (see the module docs)."""
     h, w = image_hw
-    scale = min(1.0, max_side / max(h, w))
+    scale = max_side / max(h, w) if upscale else min(1.0, max_side / max(h, w))
     rh, rw = (h, w) if scale == 1.0 else (max(1, round(h * scale)), max(1, round(w * scale)))
     return InputPlan((h, w), (rh, rw), (_ceil_to(rh, STRIDE), _ceil_to(rw, STRIDE)), scale)
 
@@ -62,7 +69,9 @@ def input_plan(image_hw: tuple[int, int], max_side: int) -> InputPlan:
 def to_input(image: ImageBGR, plan: InputPlan, out: npt.NDArray[np.float32]) -> None:
     """Write ``image`` (BGR uint8) into ``out`` (3×H×W float32, RGB, 0..1) per ``plan``."""
     rh, rw = plan.resized_hw
-    src = image if plan.scale == 1.0 else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
+    # INTER_AREA averages when shrinking; enlarging (``upscale``) is bilinear
+    interp = cv2.INTER_AREA if plan.scale < 1.0 else cv2.INTER_LINEAR
+    src = image if plan.scale == 1.0 else cv2.resize(image, (rw, rh), interpolation=interp)
     ih, iw = plan.input_hw
     pad = PAD_VALUE / 255.0
     if (ih, iw) != (rh, rw):
@@ -167,8 +176,10 @@ class ExportedDetectorBase(DetectorInfo):
         imgsz: int,
         agnostic_nms: bool | None,
         classes: Sequence[int] | None,
+        upscale: bool = False,
+        person_classes: Sequence[str] | None = None,
     ) -> None:
-        from gridwatch.detectors.ultralytics_backend import person_ids_for
+        from gridwatch.detectors.ir_models import person_ids
 
         if not 0.0 < confidence <= 1.0:
             raise ValueError(f"confidence must be in (0, 1], got {confidence}")
@@ -178,10 +189,16 @@ class ExportedDetectorBase(DetectorInfo):
             raise ValueError(f"imgsz must be a positive multiple of {STRIDE}, got {imgsz}")
         self._name = name
         self._class_names = dict(class_names)
-        self._person_class_ids = person_ids_for(self._class_names)
+        self._person_class_ids = person_ids(self._class_names, person_classes)
         self.confidence = float(confidence)
         self.iou = float(iou)
         self.imgsz = int(imgsz)
+        self.upscale = bool(upscale)
+        """Images smaller than ``imgsz`` are scaled up to it (else they run at their own size):
+        callers that build region mosaics read this to know small crops will be enlarged."""
+        self.native_resolution = not self.upscale
+        """With ``upscale`` every input is enlarged to ``imgsz``: region mosaics would save
+        nothing, so the analyser runs whole frames (it reads this flag)."""
         self.agnostic_nms = (
             agnostic_nms
             if agnostic_nms is not None
@@ -201,7 +218,10 @@ class ExportedDetectorBase(DetectorInfo):
         if not checked:
             return []
         t0 = time.perf_counter()
-        plans = [input_plan((im.shape[0], im.shape[1]), self.imgsz) for im in checked]
+        plans = [
+            input_plan((im.shape[0], im.shape[1]), self.imgsz, upscale=self.upscale)
+            for im in checked
+        ]
         out: list[Detections | None] = [None] * len(checked)
         calls = 0
         for idx in group_by_input_shape(plans).values():
