@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ import numpy.typing as npt
 from gridwatch.detectors.batching import BatchingService, Dropped, InferenceResult
 from gridwatch.detectors.regions import (
     RegionSettings,
+    frame_scale,
     plan_regions,
     propose,
     whole_frame_input_area,
@@ -73,6 +75,8 @@ class AnalysisSettings:
     adaptive_decode: bool = True
     keyframes_max_fps: float = 1.0
     idle_s: float = 10.0
+    upscale: bool = False
+    """Frames smaller than ``imgsz`` are scaled up to it for detection (small people)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,9 @@ class CameraAnalyser:
         self.imgsz = imgsz
         zone_list = [list(z) for z in zones]
         self.motion = MotionDetector(self.settings.motion, zones=zone_list, exclude=exclude)
+        self.upscale = self.settings.upscale and native_resolution
+        """Whole frames and regions of a small frame scaled up to ``imgsz`` (exported
+        backends only: ultralytics' predict letterboxes every input to ``imgsz`` anyway)."""
         self.use_regions = (
             self.settings.regions_enabled and self.settings.motion_enabled and native_resolution
         )
@@ -274,12 +281,22 @@ class CameraAnalyser:
         )
 
     async def _detect_full(self, frame: Frame, motion: MotionResult | None, now: float) -> Analysis:
-        result = await self._submit(frame.image, frame)
+        size = (frame.width, frame.height)
+        scale = frame_scale(size, self.imgsz, self.upscale)
+        image = frame.image
+        if scale > 1.0:  # look closer: the detector scales only down
+            import cv2
+
+            up = (round(frame.width * scale), round(frame.height * scale))
+            image = np.asarray(cv2.resize(image, up, interpolation=cv2.INTER_LINEAR), np.uint8)
+        result = await self._submit(image, frame)
         if result is None:
             return self._dropped(frame, motion)
+        if scale > 1.0:
+            result = dataclasses.replace(result, detections=_rescaled(result.detections, size))
         self._last_full = now
         self._update(now, result.detections, motion)
-        area = whole_frame_input_area((frame.width, frame.height), self.imgsz)
+        area = whole_frame_input_area(size, self.imgsz, self.upscale)
         self.stats.modes["full"] += 1
         self.stats.input_px += area
         self._observe("full", result)
@@ -340,6 +357,21 @@ class CameraAnalyser:
             "keyframes_only": self.keyframes_only,
             "keyframe_switches": self.stats.keyframe_switches,
         }
+
+
+def _rescaled(det: Detections, size: tuple[int, int]) -> Detections:
+    """Boxes found on a scaled copy of a frame, in the frame's own pixels."""
+    if len(det) == 0:
+        return Detections.empty(size, det.class_names)
+    sx, sy = size[0] / det.image_size[0], size[1] / det.image_size[1]
+    xyxy = det.xyxy * np.array([sx, sy, sx, sy], np.float32)
+    return Detections.from_arrays(
+        xyxy=xyxy,
+        confidence=det.confidence,
+        class_id=det.class_id,
+        image_size=size,
+        class_names=det.class_names,
+    )
 
 
 def _with_held(found: Detections, held: Detections | None) -> Detections:
@@ -412,6 +444,7 @@ def settings_from_config(cfg: Any) -> AnalysisSettings:
             full_frame_ratio=r.full_frame_ratio,
             max_canvas=r.max_canvas,
             scale=r.scale,
+            upscale=cfg.upscale,
         ),
         motion_enabled=m.enabled,
         regions_enabled=r.enabled,
@@ -421,4 +454,5 @@ def settings_from_config(cfg: Any) -> AnalysisSettings:
         adaptive_decode=a.enabled,
         keyframes_max_fps=a.max_fps,
         idle_s=a.idle_s,
+        upscale=cfg.upscale,
     )

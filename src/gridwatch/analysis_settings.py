@@ -147,6 +147,38 @@ class AdaptiveDecodeConfig(_Strict):
     )
 
 
+class CountingConfig(_Strict):
+    """How counting rules count (``gridwatch.tracking.counting``): over tracks, not one frame."""
+
+    enabled: bool = Field(
+        default=True,
+        title="Count over tracks",
+        description="Count held tracks and leave out props (off: every box of the frame).",
+    )
+    hold_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=30,
+        title="Hold",
+        description="A person tracked on two or more frames and missed by the detector in this "
+        "frame is still counted at their last box for this many seconds.",
+    )
+    static_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        title="Prop after",
+        description="A thing that has never moved and never stood upright for this long (a "
+        "jacket on the lawn, a bin) is not counted. A person who walked in and fell stays "
+        "counted; the fall rule sees every box whatever this says.",
+    )
+    forget_s: float = Field(
+        default=30.0,
+        gt=0,
+        title="Forget prop after",
+        description="A prop's place with nothing at it for this long is forgotten.",
+    )
+
+
 class AnalysisConfig(_Strict):
     """How much detector work each frame gets (``gridwatch.analysis``)."""
 
@@ -190,6 +222,19 @@ class AnalysisConfig(_Strict):
         default_factory=AdaptiveDecodeConfig,
         title="Adaptive decode",
         description="Decode keyframes only while a slow camera is idle.",
+    )
+    upscale: bool = Field(
+        default=False,
+        title="Look closer",
+        description="Scale frames smaller than the detector's imgsz up to it, for whole-frame "
+        "looks and regions alike: people far away in a small picture (a sub-stream, an elevated "
+        "camera) are too few pixels tall to be found at their own size. Costs (imgsz / frame "
+        "side)^2 more per look; exported backends (openvino, onnx) only.",
+    )
+    counting: CountingConfig = Field(
+        default_factory=lambda: CountingConfig(),
+        title="Counting",
+        description="How the people a counting rule (crowding) sees are taken from tracks.",
     )
 
 

@@ -202,8 +202,7 @@ class CameraPipeline:
                 events = self.rules.update(detections, frame.wall_ts)
                 if self.rules.frame_rules:
                     events += self.rules.update_frame(self._frame_sample(frame))
-                if self.rules.rules:
-                    self.stats.last_count = self.rules.rules[0].count_in_zone(detections)[0]
+                self.stats.last_count = self._zone_count(detections)
                 await self._handle(events, frame)
                 if self.on_analysed is not None:
                     self.on_analysed(frame, detections)
@@ -217,6 +216,17 @@ class CameraPipeline:
                 await clock.sleep(delay)
             else:
                 next_tick = clock.mono()  # behind: don't try to catch up with stale ticks
+
+    def _zone_count(self, detections: Detections) -> int:
+        """The count health reports: what the first counting rule saw (the crowd counter's
+        people, windowed), else the first rule's zone count of this frame."""
+        for rule in self.rules.rules:
+            seen = getattr(rule, "last_count", None)
+            if seen is not None:
+                return int(seen)
+        if self.rules.rules:
+            return self.rules.rules[0].count_in_zone(detections)[0]
+        return 0
 
     async def _handle(self, events: list[IncidentEvent], frame: Frame | None) -> None:
         for event in events:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import statistics
@@ -30,7 +31,7 @@ from gridwatch.alerts.subjects import health_subject
 from gridwatch.analysis import CameraAnalyser
 from gridwatch.analysis import settings_from_config as analysis_settings
 from gridwatch.config import CameraConfig, GridwatchConfig
-from gridwatch.detectors import build_detector
+from gridwatch.detectors import build_detector, detector_kwargs
 from gridwatch.detectors.base import Detector
 from gridwatch.detectors.batching import BatchingService
 from gridwatch.ingest.reader import CameraReader
@@ -160,14 +161,7 @@ class Worker:
         d = self.config.detector
         t0 = time.perf_counter()
         detector = await asyncio.to_thread(
-            build_detector,
-            d.model,
-            d.confidence,
-            backend=d.backend,
-            iou=d.iou,
-            imgsz=d.imgsz,
-            threads=d.threads,
-            **({"streams": d.streams, "precision": d.precision} if d.backend == "openvino" else {}),
+            functools.partial(build_detector, d.model, d.confidence, **detector_kwargs(d))
         )
         log.info("detector %s loaded in %.1fs", d.model, time.perf_counter() - t0)
         return detector

@@ -70,12 +70,16 @@ def test_every_rule_type_parses_and_builds() -> None:
     assert line.rule_key == "line_crossing/gate"
     fall = next(r for r in rules.rules if isinstance(r, FallRule))
     assert fall.zone is None
-    assert rules.health() == {
+    health = rules.health()
+    counting = health.pop("counting")  # crowding counts over tracks (gridwatch.tracking.counting)
+    assert health == {
         "tamper": [],
         "tamper_reference": False,
         "online": True,
         "offline": None,
     }
+    assert counting["counted"] == 0 and counting["held"] == 0
+    assert rules.counter is not None
 
 
 def test_severity_of_tamper_events_and_zone_of() -> None:

@@ -4,6 +4,8 @@ A pure state machine over (detections, timestamp): the same inputs always give t
 events, durations are measured in timestamps (never frame counts, which change with the
 analysis rate), and one crowd gives exactly one incident:
 
+* the count is the median of the zone's counts over the last ``count_window_s`` seconds of
+  observations (0: the frame's own count), so one missed or doubled box does not move it;
 * idle → pending when the count reaches ``min_count``; dips shorter than ``onset_gap_s`` keep
   the onset timer running (one missed detection does not restart a crowd);
 * pending → raised after ``min_duration_s``, with ``started_at`` the onset;
@@ -27,6 +29,8 @@ analysis rate), and one crowd gives exactly one incident:
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
@@ -54,11 +58,18 @@ class CrowdingParams:
     clear_after_s: float = 15.0
     onset_gap_s: float = 2.0
     update_interval_s: float = 5.0
+    count_window_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.min_count < 1:
             raise ValueError("min_count must be at least 1")
-        for name in ("min_duration_s", "clear_after_s", "onset_gap_s", "update_interval_s"):
+        for name in (
+            "min_duration_s",
+            "clear_after_s",
+            "onset_gap_s",
+            "update_interval_s",
+            "count_window_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
@@ -76,6 +87,8 @@ class CrowdingRule:
     """Crowding in one zone of one camera. See the module docstring for the behaviour."""
 
     type = "crowding"
+    counts_people = True
+    """Fed the crowd counter's people (held tracks in, props out), not the raw boxes."""
 
     def __init__(
         self,
@@ -97,6 +110,7 @@ class CrowdingRule:
         self._sequence = 0
         self._last_emit_ts = 0.0
         self._last_emit_count = 0
+        self._window: deque[tuple[float, int]] = deque()
         self.last_count: int | None = None
         """The count the rule saw at its last observation (``None``: no frame); the
         evaluation compares it with the ground truth."""
@@ -116,6 +130,18 @@ class CrowdingRule:
         return int(keep.sum()), tuple(
             (float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes
         )
+
+    def _windowed(self, count: int, ts: float) -> int:
+        """The median count over the last ``count_window_s`` (ties round up)."""
+        w = self.params.count_window_s
+        if w <= 0:
+            return count
+        self._window.append((ts, count))
+        while self._window and ts - self._window[0][0] > w:
+            self._window.popleft()
+        values = sorted(c for _, c in self._window)
+        n = len(values)
+        return values[n // 2] if n % 2 else math.ceil((values[n // 2 - 1] + values[n // 2]) / 2)
 
     def _event(
         self, state: IncidentState, ts: float, count: int, boxes: tuple[Box, ...], reason: str = ""
@@ -150,6 +176,7 @@ class CrowdingRule:
             observed = False
         else:
             count, boxes = self.count_in_zone(detections)
+            count = self._windowed(count, ts)
             observed = True
         self.last_count = count if observed else None
 

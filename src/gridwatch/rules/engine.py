@@ -47,6 +47,7 @@ from gridwatch.rules.settings import (
 from gridwatch.rules.tamper import TamperParams, TamperRule
 from gridwatch.rules.vehicle_stop import DEFAULT_VEHICLE_CLASSES, VehicleStopRule, vehicle_class_ids
 from gridwatch.rules.zones import Zone
+from gridwatch.tracking.counting import CountSettings, CrowdCounter
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,18 @@ class CameraRules:
             elif isinstance(rule, DetectionRule):
                 self.rules.append(rule)
                 self.severity[rule.rule_key] = rc.severity
+        self.counter: CrowdCounter | None = None
+        """People for the counting rules, over tracks (None: they count every box)."""
+        counting = config.analysis.counting
+        if counting.enabled and any(getattr(r, "counts_people", False) for r in self.rules):
+            self.counter = CrowdCounter(
+                CountSettings(
+                    hold_s=counting.hold_s,
+                    static_after_s=counting.static_after_s,
+                    forget_s=counting.forget_s,
+                ),
+                person_classes=person_classes,
+            )
         track_rules = sorted({r.type for r in camera.rules} & WALKER_RULE_TYPES)
         if track_rules and camera.analysis_fps < TRACKING_MIN_FPS:
             log.warning(
@@ -144,6 +157,7 @@ class CameraRules:
                     clear_after_s=rc.clear_after_s,
                     onset_gap_s=rc.onset_gap_s,
                     update_interval_s=rc.update_interval_s,
+                    count_window_s=rc.count_window_s,
                 ),
                 schedule=schedule,
                 person_classes=person_classes,
@@ -253,10 +267,18 @@ class CameraRules:
         return bool(self.rules)
 
     def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
-        """Run the detection rules on one observation (``None``: no frame at ``ts``)."""
+        """Run the detection rules on one observation (``None``: no frame at ``ts``).
+
+        Counting rules (crowding) see the crowd counter's people: tracks missed for a moment
+        held, props left out; every other rule (the fall rule above all) sees every box.
+        """
+        counted = detections
+        if detections is not None and self.counter is not None:
+            counted = self.counter.update(detections, ts)
         events: list[IncidentEvent] = []
         for rule in self.rules:
-            events.extend(rule.update(detections, ts))
+            counts = getattr(rule, "counts_people", False)
+            events.extend(rule.update(counted if counts else detections, ts))
         return events
 
     def update_frame(self, sample: FrameSample) -> list[IncidentEvent]:
@@ -290,6 +312,8 @@ class CameraRules:
         out: dict[str, Any] = {}
         for rule in self.frame_rules:
             out.update(rule.health())
+        if self.counter is not None:  # held tracks and props of the last count
+            out["counting"] = self.counter.health()
         return out
 
     def zone_of(self, rule_key: str) -> Zone | None:
