@@ -7,6 +7,12 @@ about 3 minutes the first time with nothing else running (the detector on every 
 far longer when other test runs share the cores), then 25-40 s, because detections are cached per
 clip and detector under ``$GRIDWATCH_CACHE/detections`` (decoding, tracking and the rules still
 run every time).
+
+The crowding scenarios on real footage with the datasets' own ground truth (``data.yaml``, read
+from ``../shared/data``; 11 scenarios, about 900 analysed frames, 10-40 s) are scored apart:
+their truth comes from people counted by the datasets' authors, and our counting does not meet
+it yet, so their gates are the named constants below, to be tightened as counting improves.
+Without the data they are skipped here (not run), except under ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
@@ -20,8 +26,14 @@ from pathlib import Path
 import pytest
 
 from gridwatch.evaluation.recipes import build_clip
-from gridwatch.evaluation.runner import EvalResult, evaluate
-from gridwatch.evaluation.scenarios import find_scenarios, load_scenario
+from gridwatch.evaluation.runner import EvalResult, evaluate, in_ci
+from gridwatch.evaluation.scenarios import (
+    DataMissing,
+    Report,
+    data_root,
+    find_scenarios,
+    load_scenario,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "tests" / "scenarios"
@@ -30,6 +42,17 @@ RULE_TYPES = {
     "offline",
 }  # fmt: skip
 GRIDWATCH = Path(sys.executable).with_name("gridwatch")
+
+# Gates of the real-data (ground truth) crowding scenes. Issue 12's target is a count within
+# 15 % MAPE of the truth on dense scenes (towncentre); measured with the default model on
+# 2026-12-05 (docs/evaluation.md): towncentre 20.3 % pooled over its zones (street 18.2 %, near
+# 10.8 %, far 32.0 %). Tighten these as counting improves; None means "computed and finite, not
+# yet gated". The MAPE gate applies to the scene's figure pooled over its zones.
+DENSE_SCENES = ("towncentre",)
+DENSE_SCENE_MAX_MAPE: float | None = None  # the target: 15.0
+REAL_DATA_MIN_PRECISION: float | None = None
+REAL_DATA_MIN_RECALL: float | None = None
+DATA_SCENES = {"pets09-s2l1", "towncentre", "tud-campus"}
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +76,28 @@ def test_suite_has_positives_and_negatives_for_every_rule_type() -> None:
             assert not made_by_recipe or all(o["op"] == "crop" for o in s.recipe.ops), s.name  # type: ignore[union-attr]
 
 
+@pytest.fixture(scope="module")
+def real_data() -> EvalResult:
+    """Only the scenarios on real footage with ground truth (quick once detections are cached)."""
+    result = evaluate(SCENARIOS, only=lambda s: s.data is not None)
+    missing = [r.not_run for r in result.scenarios if r.not_run is not None]
+    if missing:
+        pytest.skip(f"real footage not here: {missing[0]}")
+    return result
+
+
+def _hand_labelled(suite: EvalResult) -> Report:
+    """The suite's report without the ground-truth scenarios, which have their own gates."""
+    report = Report()
+    for r in suite.scenarios:
+        if r.scenario.data is None:
+            report.add(r.scenario, r.tallies)
+    return report
+
+
 @pytest.mark.timeout(1800)
 def test_precision_recall_and_onset_per_rule_type(suite: EvalResult) -> None:
-    report = suite.report.as_json()
+    report = _hand_labelled(suite).as_json()
     print(json.dumps({t: {k: v for k, v in r.items() if k not in ("real", "synthetic")}
                       for t, r in report.items()}, indent=1))  # fmt: skip
     assert set(report) == RULE_TYPES
@@ -144,3 +186,100 @@ def test_eval_cli_writes_json_keyed_by_rule_type(tmp_path: Path) -> None:
     assert data["offline"]["synthetic"]["tp"] == 2
     assert data["offline"]["real"]["tp"] == 0
     assert data["tamper"]["fp"] == 0
+
+
+# -- real footage with the datasets' ground truth ----------------------------------------------
+
+
+def test_real_data_scenarios_derive_their_truth_from_the_ground_truth() -> None:
+    scenarios = [load_scenario(p) for p in find_scenarios(SCENARIOS)]
+    data = [s for s in scenarios if s.data is not None]
+    assert {s.scene for s in data} == DATA_SCENES
+    for s in data:
+        assert s.derived, f"{s.name}: crowding truth must come from the ground truth"
+        assert not s.synthetic
+        assert s.rule_types == ["crowding"]
+        assert s.data is not None
+        assert s.data.source
+        assert s.data.licence
+        assert s.config.detector.backend == "openvino"
+
+
+@pytest.mark.timeout(900)
+def test_real_data_count_error_and_incidents_per_scene(real_data: EvalResult) -> None:
+    scenes = real_data.scenes
+    print(json.dumps({n: s.as_json() for n, s in scenes.items()}, indent=1))
+    assert set(scenes) == DATA_SCENES
+    for name, scene in scenes.items():
+        assert not scene.not_run, name
+        assert scene.count is not None, name
+        assert scene.count.frames >= 25, name
+        assert scene.count.finite, (name, scene.count)
+        assert scene.count.mae is not None
+        assert scene.count.mape is not None
+        assert scene.count.spread_predicted is not None
+        assert scene.count.spread_truth is not None
+        assert len(scene.zones) >= 3, name  # several zones per scene
+        for zone, m in scene.zones.items():
+            assert m.finite, (name, zone)
+            assert m.frames > 0, (name, zone)
+        tally = scene.tallies["crowding"]
+        # derived truths: each scene has crowds to find and thresholds that must stay quiet
+        assert tally.tp + tally.fn >= 3, name
+        if name in DENSE_SCENES and DENSE_SCENE_MAX_MAPE is not None:
+            assert scene.count.mape <= DENSE_SCENE_MAX_MAPE, (name, scene.as_json())
+        if REAL_DATA_MIN_PRECISION is not None:
+            assert (tally.precision or 0.0) >= REAL_DATA_MIN_PRECISION, (name, tally)
+        if REAL_DATA_MIN_RECALL is not None:
+            assert (tally.recall or 0.0) >= REAL_DATA_MIN_RECALL, (name, tally)
+    negatives = [r for r in real_data.scenarios if not r.scenario.incidents]
+    assert len(negatives) >= 3  # one scenario per scene whose thresholds the truth never meets
+    for r in real_data.scenarios:
+        for m in r.matches:
+            if m.outcome == "tp":
+                assert m.truth is not None
+                assert m.onset_s is not None
+
+
+def test_eval_cli_reports_scenes_and_keeps_rule_type_keys(tmp_path: Path) -> None:
+    if data_root(SCENARIOS) is None and not in_ci():
+        pytest.skip("real footage not here (../shared/data)")
+    out = tmp_path / "eval.json"
+    r = _run("eval", str(SCENARIOS / "crowding"), "--json", str(out), "-v", timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "count the crowding rules saw" in r.stdout
+    assert "towncentre" in r.stdout
+    assert "MAPE" in r.stdout
+    data = json.loads(out.read_text())
+    assert set(data) == {"crowding", "_scenes"}
+    assert {"tp", "fp", "fn", "precision", "recall", "real", "synthetic"} <= set(data["crowding"])
+    assert set(data["_scenes"]) == DATA_SCENES
+    town = data["_scenes"]["towncentre"]
+    assert {"count", "zones", "incidents", "scenarios", "not_run", "source", "licence"} <= set(town)
+    assert {"mae", "mape", "spread_predicted", "spread_truth", "frames"} <= set(town["count"])
+    assert "street" in town["zones"]
+
+
+def test_missing_data_is_not_run_here_and_an_error_in_ci(tmp_path: Path) -> None:
+    scenario = SCENARIOS / "crowding" / "tud-campus-walkway-4"
+    nowhere = tmp_path / "no-data"
+    out = tmp_path / "eval.json"
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    r = subprocess.run(
+        [str(GRIDWATCH), "eval", str(scenario), "--data", str(nowhere), "-v", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env={**env, "YOLO_OFFLINE": "1"}, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "not run" in r.stdout
+    assert "MASA-OA" in r.stdout
+    report = json.loads(out.read_text())
+    assert "tud-campus-walkway-4" in report["_scenes"]["tud-campus"]["not_run"]
+    ci = subprocess.run(
+        [str(GRIDWATCH), "eval", str(scenario), "--data", str(nowhere)],
+        capture_output=True, text=True, timeout=300,
+        env={**env, "YOLO_OFFLINE": "1", "CI": "true"}, check=False,
+    )  # fmt: skip
+    assert ci.returncode == 2
+    assert "TUD-Campus.mp4" in ci.stderr
+    assert "MASA-OA" in ci.stderr
+    assert issubclass(DataMissing, ValueError)

@@ -4,8 +4,9 @@ A scenario is a directory with
 
 ``config.yaml``
     a gridwatch config with one camera (its ``url`` is ignored: the clip replaces it);
-``recipe.yaml`` *or* a clip (``clip.mp4``/``.mkv``/``.avi``)
-    the video (see :mod:`gridwatch.evaluation.recipes`);
+``recipe.yaml`` *or* a clip (``clip.mp4``/``.mkv``/``.avi``) *or* ``data.yaml``
+    the video: made from ``vtest.avi`` (see :mod:`gridwatch.evaluation.recipes`), shipped in
+    the scenario, or fetched public footage with its own ground truth (below);
 ``truth.yaml``
     what should fire, and how that was decided::
 
@@ -17,6 +18,26 @@ A scenario is a directory with
           - {type: loitering, zone: lamp-post, start_s: 4.0, end_s: 15.5, tolerance_s: 2}
           - {type: tamper, kind: covered, start_s: 10, end_s: 22}
 
+Real footage with per-frame ground truth (``data.yaml``) cannot be committed: the scenario
+names it relative to a data root, and the counting truth comes from the dataset's authors::
+
+    scene: towncentre                 # scenarios of one scene are reported together
+    video: towncentre-690x388/TownCentre_clip_41f_690x388_10fps.mp4   # or a list: first found
+    ground_truth: towncentre-690x388/TownCentre_clip_41f_690x388_10fps.gt.txt   # MOT format
+    fps: 10                           # video frames per second that GT frames follow
+    frame_offset: 0                   # GT frame = round(video_s * fps) + 1 + frame_offset
+    source: "github anubhav666/... (clip), RBastos36/SAVI (ground truth)"
+    licence: "research use"
+
+Relative paths are under the data root: ``gridwatch eval --data DIR``, else
+``$GRIDWATCH_DATA``, else the first existing ``../shared/data`` relative to the current
+directory or to any ancestor of the scenario directory; absolute paths are used as they are.
+Such a scenario may say ``incidents: derived`` in ``truth.yaml``: its crowding incidents are
+then computed at evaluation time from the ground truth's counts in each crowding rule's zone
+(:func:`gridwatch.evaluation.ground_truth.derive_crowding_incidents`), never from our detector.
+When the data is missing, :func:`resolve_data` raises :class:`DataMissing`; the runner turns
+that into an error under CI (``CI=true``) and into "not run" elsewhere.
+
 Scoring, per rule type: every ``raised`` event is matched to at most one truth incident of the
 same type (and zone, and ``kind`` where the truth names one) whose interval, widened by its
 tolerance, contains the raise; a truth incident matched is a true positive and its *onset
@@ -27,6 +48,7 @@ matched is a miss. Only the rule types the scenario's config runs are scored in 
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,10 +65,119 @@ from gridwatch.model import IncidentState
 CLIP_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 TRUTH_KEYS = {"synthetic", "labelled_by", "clock", "incidents", "notes", "camera"}
 INCIDENT_KEYS = {"type", "zone", "kind", "start_s", "end_s", "tolerance_s", "note"}
+DATA_KEYS = {
+    "scene", "video", "ground_truth", "fps", "frame_offset", "source", "licence", "notes",
+}  # fmt: skip
+DERIVED = "derived"
+"""``incidents: derived`` in ``truth.yaml``: the incidents come from the data's ground truth."""
+DATA_ENV = "GRIDWATCH_DATA"
+"""Environment variable naming the data root (``--data`` on ``gridwatch eval`` wins)."""
+SHARED_DATA = Path("..") / "shared" / "data"
 
 
 class ScenarioError(ValueError):
     """A scenario directory that cannot be evaluated; the message names the file."""
+
+
+class DataMissing(ScenarioError):
+    """A real-data scenario whose video or ground truth is not on this machine; the message
+    names the missing file and where the data comes from."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """``data.yaml``: fetched footage and its ground truth (see the module docstring)."""
+
+    scene: str
+    video: tuple[str, ...]
+    ground_truth: str
+    fps: float | None
+    frame_offset: int
+    source: str
+    licence: str
+
+
+@dataclass(frozen=True)
+class ResolvedData:
+    video: Path
+    ground_truth: Path
+    root: Path | None
+
+
+def data_root(scenario_dir: Path, explicit: Path | None = None) -> Path | None:
+    """Where relative data paths start: ``explicit``, ``$GRIDWATCH_DATA``, or the first
+    existing ``../shared/data`` from the current directory or an ancestor of the scenario
+    (so a checkout beside ``shared/`` finds it from anywhere inside); ``None``: none found."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    starts = [Path.cwd(), *scenario_dir.resolve().parents]
+    for start in starts:
+        candidate = (start / SHARED_DATA).resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def resolve_data(scenario: Scenario, explicit: Path | None = None) -> ResolvedData:
+    """The scenario's video and ground truth on this machine, or :class:`DataMissing`."""
+    spec = scenario.data
+    if spec is None:
+        raise ScenarioError(f"{scenario.path}: no data.yaml")
+    root = data_root(scenario.path, explicit)
+
+    def place(rel: str) -> Path:
+        p = Path(rel).expanduser()
+        if p.is_absolute():
+            return p
+        return (root if root is not None else SHARED_DATA) / p
+
+    def missing(what: str, tried: list[Path]) -> DataMissing:
+        where = f"data root {root}" if root is not None else "no data root found"
+        return DataMissing(
+            f"{scenario.path / 'data.yaml'}: {what} not found ({', '.join(map(str, tried))}; "
+            f"{where}). It comes from: {spec.source} (licence: {spec.licence}). Put it under "
+            f"../shared/data, or point --data or ${DATA_ENV} at a copy."
+        )
+
+    videos = [place(v) for v in spec.video]
+    video = next((v for v in videos if v.is_file()), None)
+    if video is None:
+        raise missing("video", videos)
+    gt = place(spec.ground_truth)
+    if not gt.is_file():
+        raise missing("ground truth", [gt])
+    return ResolvedData(video, gt, root)
+
+
+def _load_data_spec(path: Path) -> DataSpec:
+    raw = _read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: must be a mapping")
+    unknown = set(raw) - DATA_KEYS
+    if unknown:
+        raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}")
+    for key in ("video", "ground_truth", "source", "licence"):
+        if not raw.get(key):
+            raise ScenarioError(f"{path}: needs {key}")
+    video = raw["video"]
+    videos = tuple(str(v) for v in (video if isinstance(video, list) else [video]))
+    try:
+        fps = None if raw.get("fps") is None else float(raw["fps"])
+        offset = int(raw.get("frame_offset", 0))
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"{path}: fps / frame_offset: {exc}") from None
+    return DataSpec(
+        scene=str(raw.get("scene") or Path(videos[0]).stem),
+        video=videos,
+        ground_truth=str(raw["ground_truth"]),
+        fps=fps,
+        frame_offset=offset,
+        source=" ".join(str(raw["source"]).split()),
+        licence=" ".join(str(raw["licence"]).split()),
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +213,14 @@ class Scenario:
     recipe: Recipe | None
     clip: Path | None
     camera: str | None = None
+    data: DataSpec | None = None
+    derived: bool = False
+    """The incidents are derived from the data's ground truth when the scenario runs."""
+
+    @property
+    def scene(self) -> str | None:
+        """The scene a real-data scenario shows (its results are grouped by it)."""
+        return None if self.data is None else self.data.scene
 
     @property
     def faults(self) -> tuple[StreamFault, ...]:
@@ -131,8 +270,16 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{truth_path}: unknown keys {sorted(unknown)}")
     if not str(truth.get("labelled_by", "")).strip():
         raise ScenarioError(f"{truth_path}: say how the truth was labelled (labelled_by)")
+    data_path = path / "data.yaml"
+    data = _load_data_spec(data_path) if data_path.is_file() else None
+    derived = truth.get("incidents") == DERIVED
+    if derived and data is None:
+        raise ScenarioError(f"{truth_path}: incidents: {DERIVED} needs a data.yaml")
+    raw_incidents = [] if derived else truth.get("incidents") or []
+    if not isinstance(raw_incidents, list):
+        raise ScenarioError(f"{truth_path}: incidents must be a list or {DERIVED!r}")
     incidents = []
-    for i, inc in enumerate(truth.get("incidents") or []):
+    for i, inc in enumerate(raw_incidents):
         bad = set(inc) - INCIDENT_KEYS
         if bad or "type" not in inc or "start_s" not in inc:
             raise ScenarioError(f"{truth_path}: incidents[{i}] needs type and start_s; "
@@ -151,8 +298,12 @@ def load_scenario(path: Path) -> Scenario:
     recipe_path = path / "recipe.yaml"
     recipe = Recipe.from_mapping(_read_yaml(recipe_path) or {}) if recipe_path.is_file() else None
     clips = sorted(p for p in path.iterdir() if p.suffix.lower() in CLIP_SUFFIXES)
-    if recipe is None and not clips:
-        raise ScenarioError(f"{path}: needs recipe.yaml or a clip ({', '.join(CLIP_SUFFIXES)})")
+    if recipe is None and not clips and data is None:
+        raise ScenarioError(
+            f"{path}: needs recipe.yaml, data.yaml or a clip ({', '.join(CLIP_SUFFIXES)})"
+        )
+    if data is not None and (recipe is not None or clips):
+        raise ScenarioError(f"{path}: data.yaml names the video: no recipe.yaml or clip too")
     return Scenario(
         name=path.name,
         path=path,
@@ -162,8 +313,10 @@ def load_scenario(path: Path) -> Scenario:
         clock=None if truth.get("clock") is None else str(truth["clock"]),
         incidents=tuple(incidents),
         recipe=recipe,
-        clip=clips[0] if recipe is None else None,
+        clip=clips[0] if recipe is None and clips else None,
         camera=truth.get("camera"),
+        data=data,
+        derived=derived,
     )
 
 
