@@ -78,7 +78,8 @@ def test_every_rule_type_parses_and_builds() -> None:
         "online": True,
         "offline": None,
     }
-    assert counting["counted"] == 0 and counting["held"] == 0
+    assert counting["counted"] == 0
+    assert counting["held"] == 0
     assert rules.counter is not None
 
 
