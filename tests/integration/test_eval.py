@@ -44,14 +44,17 @@ RULE_TYPES = {
 GRIDWATCH = Path(sys.executable).with_name("gridwatch")
 
 # Gates of the real-data (ground truth) crowding scenes. Issue 12's target is a count within
-# 15 % MAPE of the truth on dense scenes (towncentre); measured with the default model on
-# 2026-12-05 (docs/evaluation.md): towncentre 20.3 % pooled over its zones (street 18.2 %, near
-# 10.8 %, far 32.0 %). Tighten these as counting improves; None means "computed and finite, not
-# yet gated". The MAPE gate applies to the scene's figure pooled over its zones.
+# 15 % MAPE of the truth on dense scenes (towncentre), steadier than the truth's own changes.
+# Measured with the default model on 2026-12-05 (docs/evaluation.md): towncentre 7.2 % pooled
+# over its zones (street 5.3 %, near 8.9 %, far 7.5 %), spread 0.11 against the truth's 0.22;
+# before the counter and the closer look: 30 %, spread 1.40. The MAPE gate applies to the
+# scene's figure pooled over its zones. Incident gates per scene are looser where the scenes
+# are hard (TUD-Campus: a low camera, 2.8 s; measured precision 0.50, recall 0.67).
 DENSE_SCENES = ("towncentre",)
-DENSE_SCENE_MAX_MAPE: float | None = None  # the target: 15.0
-REAL_DATA_MIN_PRECISION: float | None = None
-REAL_DATA_MIN_RECALL: float | None = None
+DENSE_SCENE_MAX_MAPE: float | None = 15.0
+DENSE_SCENE_MIN_PRECISION_RECALL = 0.9
+REAL_DATA_MIN_PRECISION: float | None = 0.5
+REAL_DATA_MIN_RECALL: float | None = 0.6
 DATA_SCENES = {"pets09-s2l1", "towncentre", "tud-campus"}
 
 
@@ -228,6 +231,10 @@ def test_real_data_count_error_and_incidents_per_scene(real_data: EvalResult) ->
         assert tally.tp + tally.fn >= 3, name
         if name in DENSE_SCENES and DENSE_SCENE_MAX_MAPE is not None:
             assert scene.count.mape <= DENSE_SCENE_MAX_MAPE, (name, scene.as_json())
+            # steadier than the truth itself changes: no more 7 → 16 swings between frames
+            assert scene.count.spread_predicted <= scene.count.spread_truth, scene.as_json()
+            assert (tally.precision or 0.0) >= DENSE_SCENE_MIN_PRECISION_RECALL, (name, tally)
+            assert (tally.recall or 0.0) >= DENSE_SCENE_MIN_PRECISION_RECALL, (name, tally)
         if REAL_DATA_MIN_PRECISION is not None:
             assert (tally.precision or 0.0) >= REAL_DATA_MIN_PRECISION, (name, tally)
         if REAL_DATA_MIN_RECALL is not None:
@@ -283,3 +290,32 @@ def test_missing_data_is_not_run_here_and_an_error_in_ci(tmp_path: Path) -> None
     assert "TUD-Campus.mp4" in ci.stderr
     assert "MASA-OA" in ci.stderr
     assert issubclass(DataMissing, ValueError)
+
+
+INT8_MODEL = REPO.parent / "shared" / "models" / "yolov8n_int8_openvino_model"
+
+
+@pytest.mark.timeout(900)
+def test_dense_scene_count_with_the_coco_int8_model() -> None:
+    """The same real scenes through the COCO YOLOv8n INT8 OpenVINO export (docs/models.md), the
+    model we recommend where it can be installed: the dense scene within 15 %, and PETS09 with
+    no jacket (COCO has no Fall class) within 15 % too (measured 8.6 % and 11.7 %)."""
+    if not INT8_MODEL.is_dir():
+        message = (
+            f"{INT8_MODEL} is missing: a public COCO YOLOv8n INT8 OpenVINO export, see "
+            "../shared/models/README.md and docs/models.md"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    result = evaluate(
+        SCENARIOS, only=lambda s: s.data is not None, backend="openvino", model=str(INT8_MODEL)
+    )
+    scenes = result.scenes
+    assert set(scenes) == DATA_SCENES
+    for name in ("towncentre", "pets09-s2l1"):
+        count = scenes[name].count
+        assert count is not None
+        assert count.mape is not None
+        assert count.mape <= 15.0, (name, scenes[name].as_json())
+    assert (scenes["pets09-s2l1"].tallies["crowding"].precision or 0.0) >= 0.9
