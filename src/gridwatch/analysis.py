@@ -45,6 +45,7 @@ from gridwatch.detectors.regions import (
     propose,
     whole_frame_input_area,
 )
+from gridwatch.geometry import iou_matrix
 from gridwatch.ingest.motion import MotionDetector, MotionResult, MotionSettings, Polygon
 from gridwatch.model import Detections, Frame
 
@@ -168,7 +169,7 @@ class CameraAnalyser:
         still = np.zeros(len(det), np.int64)
         last = self._last
         if last is not None and len(last) and len(det):
-            ious = _iou_matrix(det.xyxy, last.xyxy)
+            ious = iou_matrix(det.xyxy, last.xyxy)
             best = ious.argmax(axis=1)
             for i in range(len(det)):
                 j = int(best[i])
@@ -379,7 +380,7 @@ def _with_held(found: Detections, held: Detections | None) -> Detections:
     if held is None or len(held) == 0:
         return found
     if len(found):
-        keep = _iou_matrix(held.xyxy, found.xyxy).max(axis=1) < 0.5
+        keep = iou_matrix(held.xyxy, found.xyxy).max(axis=1) < 0.5
         held = held.select(keep)
         if len(held) == 0:
             return found
@@ -399,18 +400,6 @@ def _moved_inside(box: npt.NDArray[np.float32], motion: MotionResult | None) -> 
     x0, y0 = max(0, int(box[0] // s)), max(0, int(box[1] // s))
     x1, y1 = int(-(-box[2] // s)), int(-(-box[3] // s))
     return bool(motion.mask[y0:y1, x0:x1].any())
-
-
-def _iou_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    ix = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    iy = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    out: npt.NDArray[np.float32] = (
-        inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-6)
-    ).astype(np.float32)
-    return out
 
 
 def _iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gridwatch.geometry import iou_matrix
 from gridwatch.model import Detections
 
 FloatArray = npt.NDArray[np.float32]
@@ -198,18 +199,6 @@ def _at_edge(box: FloatArray, image_size: tuple[int, int]) -> bool:
     margin = float(box[2] - box[0]) / 2.0
     w, h = image_size
     return bool(box[0] < margin or box[1] < margin or box[2] > w - margin or box[3] > h - margin)
-
-
-def _iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
-    """IoU of every box of ``a`` (rows) with every box of ``b`` (columns)."""
-    ix = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    iy = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
-    out: FloatArray = (inter / union).astype(np.float32)
-    return out
 
 
 def _overlaps(box: FloatArray, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -357,7 +346,7 @@ class CrowdCounter:
             and not _at_edge(t.last_box, d.image_size)  # else it may have walked out
         ]
         if held and len(keep):  # a held box on a box of this frame: the same body, new id
-            iou = _iou_matrix(np.stack([t.last_box for t in held]), keep.xyxy)
+            iou = iou_matrix(np.stack([t.last_box for t in held]), keep.xyxy)
             held = [
                 t
                 for t, best in zip(held, iou.max(axis=1), strict=True)

@@ -1,0 +1,31 @@
+"""Box geometry shared by the stages: one definition of IoU.
+
+The analyser (which boxes are the same object from one look to the next) and the crowd counter
+(which box is a known place or track) both ask "how much do these boxes overlap"; they must
+agree, so they ask here.
+
+>>> import numpy as np
+>>> a = np.array([[0, 0, 10, 10]], np.float32)
+>>> b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+>>> [round(float(v), 3) for v in iou_matrix(a, b)[0]]
+[1.0, 0.333, 0.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Boxes = npt.NDArray[np.float32]
+
+
+def iou_matrix(a: Boxes, b: Boxes) -> Boxes:
+    """IoU of every xyxy box of ``a`` (rows) with every xyxy box of ``b`` (columns)."""
+    ix = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    iy = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
+    out: Boxes = (inter / union).astype(np.float32)
+    return out
