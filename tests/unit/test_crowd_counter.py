@@ -232,3 +232,25 @@ def test_settings_are_checked() -> None:
         CountSettings(hold_s=-1)
     with pytest.raises(ValueError, match="same_place_iou"):
         CountSettings(same_place_iou=0)
+
+
+def test_a_tracker_id_seen_again_after_its_track_was_forgotten() -> None:
+    """Synthetic. Regression: tracks without a ByteTrack id (−1) outnumbered the id map, so the
+    map kept a forgotten track's id and the id's return raised KeyError (found by the bench)."""
+    c = CrowdCounter(CountSettings(), person_classes={0})
+
+    def det(boxes: list[list[float]], tids: list[int]) -> Detections:
+        return Detections.from_arrays(
+            xyxy=boxes, confidence=[0.9] * len(boxes), class_id=[0] * len(boxes),
+            tracker_id=tids, image_size=(1000, 1000),
+        )  # fmt: skip
+
+    c.update(det([[10, 10, 30, 60]], [3]), 0.0)
+    c.update(det([[10, 10, 30, 60]], [3]), 0.5)
+    for k in range(80):  # unconfirmed walkers for 40 s: track 3 is forgotten meanwhile
+        walkers = [[100 + 5 * j, 500, 120 + 5 * j, 560] for j in range(3)]
+        c.update(det(walkers, [-1, -1, -1]) if k % 2 else det([[600, 100, 620, 160]], [-1]),
+                 1.0 + k * 0.5)  # fmt: skip
+    assert 3 not in c._by_tracker_id
+    out = c.update(det([[400, 400, 420, 460]], [3]), 41.5)
+    assert len(out) >= 1

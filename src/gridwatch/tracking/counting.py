@@ -465,8 +465,7 @@ class CrowdCounter:
         while tracks and (
             len(tracks) > cfg.max_tracks or ts - tracks[next(iter(tracks))].last_ts > keep_s
         ):
-            del tracks[next(iter(tracks))]
-        if len(self._by_tracker_id) > len(self._tracks):
-            self._by_tracker_id = {
-                tid: key for tid, key in self._by_tracker_id.items() if key in self._tracks
-            }
+            gone = tracks.pop(next(iter(tracks)))
+            # its ByteTrack id goes with it: a later frame reusing the id starts a new track
+            if self._by_tracker_id.get(gone.tracker_id) == gone.key:
+                del self._by_tracker_id[gone.tracker_id]
