@@ -3,7 +3,10 @@
 Benchmarks:
   multicam  many cameras on this CPU: our worker (motion gate, regions, batching, OpenVINO)
           against the naive ultralytics and OpenCV loops on the same RTSP streams; capacity,
-          frame age, region recall/CPU, decode CPU (``--quick --json FILE``: ~5 minutes).
+          frame age, region recall/CPU, decode CPU, with the default model and (where the shared
+          COCO YOLOv8n INT8 is) with it (``--quick --json FILE``: ~8 minutes).
+  counting  what counting over tracks (CrowdCounter + crowding rule) costs per analysed frame,
+          on real detections (TownCentre, vtest), next to the detector's ms per frame.
   slice   the vertical slice: real RTSP camera → worker → JetStream; time to first alert,
           detector ms per frame, worker CPU, frame age.
   push    alert raised → Web Push received and decrypted on loopback (p50, p99).
@@ -27,6 +30,10 @@ def main(argv: list[str]) -> int:
         from bench.multicam import main as run_multicam
 
         return run_multicam(rest)
+    if name == "counting":
+        from bench.counting import main as run_counting
+
+        return run_counting(rest)
     if name == "push":
         from bench.push_latency import main as run_push
 

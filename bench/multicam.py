@@ -1,7 +1,8 @@
 """Many cameras on a small CPU: gridwatch's worker against the naive loops, on the same streams.
 
     ./run bench [multicam] [--quick] [--json FILE] [--seconds D] [--busy-share 0.25]
-                [--sizes 640x360,1280x720] [--fps 2] [--max-cameras 64]
+                [--sizes 640x360,1280x720] [--fps 2] [--max-cameras 64] [--model default]
+                [--int8-model PATH|none] [--max-cameras-int8 128]
 
 Starts an embedded nats-server and the GStreamer RTSP server serving real video (the vtest
 pedestrians, "busy", and the same street with nobody in it plus sensor grain, "idle"; at the
@@ -10,9 +11,13 @@ sizes asked, 10 fps, 2 s GOP), then in one run:
 1. **region detection vs whole frame** (offline, vtest 768×576 at 2 fps): the share of the
    whole-frame detections (640, conf 0.25) that the analyser's looks also find (IoU ≥ 0.5),
    and the detector CPU per analysed frame of each (process CPU time, one inference thread);
-2. **ours**: one worker process (this one) with K cameras — a mix of busy and idle — for D
-   seconds after a warm-up, K grown until a camera falls below 90% of its target analysis
-   rate or the p99 frame age passes 1 s, then bisected: the capacity;
+2. **ours**: one worker process (this one), every camera with a crowding rule counting over
+   tracks (``analysis.counting`` on, checked per trial), with K cameras — a mix of busy and
+   idle — for D seconds after a warm-up, K grown until a camera falls below 90% of its target
+   analysis rate or the p99 frame age passes 1 s, then bisected: the capacity. Then the same
+   search again with the COCO YOLOv8n INT8 OpenVINO export
+   (``../shared/models/yolov8n_int8_openvino_model``, conf 0.4, imgsz 640, 2 streams × 1
+   thread; skipped, and said so in the JSON, where it is missing);
 3. **naive ultralytics** (a subprocess): what a user writes with ultralytics alone, one
    thread and one model per camera running ``model.predict(source=url, stream=True,
    vid_stride=5)`` (ultralytics reads the stream in a background thread and keeps the latest
@@ -22,6 +27,9 @@ sizes asked, 10 fps, 2 s GOP), then in one run:
 5. **decode CPU**: CPU per decoded frame of our reader (PyAV, one thread per camera; its
    thread's CPU clock) against ``ffmpeg -threads 1 -f null`` (its process CPU clock), both on
    the same RTSP stream over the same window, repeated, median.
+
+Also: what counting over tracks costs per frame next to the detector (``bench.counting``,
+TownCentre, with each model).
 
 Caveat on the streams: the GStreamer server announces each looping file's duration; OpenCV
 reports it as a frame count and ultralytics' ``LoadStreams`` stops after that many frames (a
@@ -54,6 +62,10 @@ import psutil
 from bench.slice import machine, pct
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_INT8 = REPO.parent / "shared" / "models" / "yolov8n_int8_openvino_model"
+INT8_SETTINGS: dict[str, Any] = {"confidence": 0.4, "imgsz": 640, "streams": 2, "threads": 1}
+"""The INT8 run's detector (docs/models.md's suggested settings; 2 streams of 1 thread on 2
+cores)."""
 TARGET_SHARE = 0.9
 MAX_P99_AGE_MS = 1000.0
 log = logging.getLogger("bench.multicam")
@@ -321,8 +333,18 @@ def capacity(trials: list[Trial]) -> int:
 class OursRunner:
     """Our worker in this process; cameras are added with ``apply_cameras`` between trials."""
 
-    def __init__(self, args: argparse.Namespace, rtsp: Any, nats_url: str, detector: Any) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        rtsp: Any,
+        nats_url: str,
+        detector: Any,
+        detector_config: dict[str, Any] | None = None,
+    ) -> None:
         self.args = args
+        self.detector_config = detector_config or {}
+        """The config's ``detector:`` section (the analyser takes ``imgsz`` from it; the
+        detector itself is ``detector``, built once by the bench)."""
         self.rtsp = rtsp
         self.nats_url = nats_url
         self.detector = detector
@@ -346,9 +368,12 @@ class OursRunner:
             for c in specs
         )
         spool = Path(tempfile.gettempdir()) / f"gw-bench-spool-{os.getpid()}"
+        det = ", ".join(f"{k}: {json.dumps(v)}" for k, v in self.detector_config.items())
         text = f"""
 grids: [{{id: g}}]
 alerts: {{spool: {{dir: "{spool}"}}}}
+detector: {{{det}}}
+analysis: {{counting: {{enabled: true}}}}
 cameras:{"" if specs else " []"}
 {cams}
 """
@@ -404,6 +429,8 @@ cameras:{"" if specs else " []"}
                 modes[m] = modes.get(m, 0) + n - modes0.get(c, {}).get(m, 0)
         busy = [c.id for c in specs if c.kind == "busy"]
         idle = [c.id for c in specs if c.kind == "idle"]
+        # "with the new counting on": every camera's crowding rule counts through the counter
+        counting = sum(1 for p in w.pipelines.values() if p.rules.counter is not None)
         return Trial(
             cameras=k,
             seconds=dt,
@@ -425,6 +452,7 @@ cameras:{"" if specs else " []"}
                 ),
                 "keyframes_only_cameras": sum(1 for v in kf0.values() if v),
                 "multi_camera_batches": svc.stats.multi_camera_batches - m0,
+                "counting_cameras": counting,
             },
         )
 
@@ -718,6 +746,34 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def detector_info(detector: Any) -> dict[str, Any]:
+    return {
+        "name": detector.name,
+        "streams": getattr(detector, "streams", 1),
+        "threads": getattr(detector, "threads", None),
+        "precision": getattr(detector, "precision", None),
+    }
+
+
+def int8_model(args: argparse.Namespace) -> dict[str, Any]:
+    """The COCO YOLOv8n INT8 model of the second run: its path and the sha256 of its weights,
+    or why the run is skipped (``skipped``)."""
+    import hashlib
+
+    if args.int8_model in ("", "none"):
+        return {"path": None, "skipped": "--int8-model none"}
+    path = Path(args.int8_model)
+    bins = sorted(path.glob("*.bin")) if path.is_dir() else [path.with_suffix(".bin")]
+    if not path.exists() or not bins or not bins[0].exists():
+        return {
+            "path": None,
+            "skipped": f"{path} not found (the shared COCO YOLOv8n INT8 OpenVINO export; "
+            "see docs/models.md to make one): the INT8 run was skipped",
+        }
+    digest = hashlib.sha256(bins[0].read_bytes()).hexdigest()
+    return {"path": str(path), "bin": bins[0].name, "sha256": digest, **INT8_SETTINGS}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from gridwatch.detectors import build_detector
     from gridwatch.detectors.weights import default_weights_path
@@ -735,7 +791,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "busy_share": args.busy_share,
             "sizes": [f"{w}x{h}" for w, h in args.sizes],
             "backend": args.backend,
+            "model": args.model,
+            "confidence": args.confidence,
             "precision": args.precision if args.backend == "openvino" else None,
+            "counting": "analysis.counting.enabled: true; one crowding rule per camera "
+            "(min_count 5, count_window_s 1 s default)",
             "pass_rule": f"every camera >= {TARGET_SHARE:.0%} of target fps and p99 frame age "
             f"<= {MAX_P99_AGE_MS:.0f} ms",
         },
@@ -746,15 +806,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kw["precision"] = args.precision
         else:
             kw.pop("streams", None)
-        return build_detector("default", 0.25, backend=args.backend, **kw)
+        return build_detector(args.model, args.confidence, backend=args.backend, **kw)
 
     detector = make()
-    result["detector"] = {
-        "name": detector.name,
-        "streams": getattr(detector, "streams", 1),
-        "threads": getattr(detector, "threads", None),
-        "precision": getattr(detector, "precision", None),
-    }
+    result["detector"] = detector_info(detector)
+    int8 = int8_model(args)
+    result["int8_model"] = int8
     # 1. regions (one inference thread, so CPU per frame is comparable)
     whole, single = make(threads=1, streams=1), make(threads=1, streams=1)
     region = asyncio.run(region_eval(whole, single, args.region_frames, "frame"))
@@ -763,6 +820,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["regions_native"] = asyncio.run(
             region_eval(whole, make(threads=1, streams=1), args.region_frames, "native")
         )
+    # counting over tracks: its CPU per frame next to the detector's (TownCentre, dense)
+    from bench.counting import counting_cost
+
+    try:
+        result["counting_cost"] = [counting_cost(whole, "towncentre", 41, args.counting_reps)]
+        if int8.get("path"):
+            d1 = build_detector(
+                int8["path"], INT8_SETTINGS["confidence"], backend="openvino",
+                imgsz=INT8_SETTINGS["imgsz"], streams=1, threads=1,
+            )  # fmt: skip
+            result["counting_cost"].append(counting_cost(d1, "towncentre", 41, args.counting_reps))
+            del d1
+    except FileNotFoundError as e:
+        result["counting_cost"] = [{"skipped": str(e)}]
     del whole, single
     files = scene_files(args.sizes)
     with (
@@ -771,7 +842,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         RtspServer(files, loop=True) as rtsp,
     ):
         # 2. ours
-        ours = OursRunner(args, rtsp, nats_server.url, detector)
+        det_cfg = {"backend": args.backend, "model": args.model, "confidence": args.confidence}
+        ours = OursRunner(args, rtsp, nats_server.url, detector, det_cfg)
         ours.start()
         try:
             budget = args.ours_budget_s
@@ -780,7 +852,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         finally:
             ours.close()
+        del ours, detector
         result["ours_trials"] = [t.row() for t in ours_trials]
+        # 2b. ours with the COCO YOLOv8n INT8 (where the shared model is here)
+        int8_trials: list[Trial] = []
+        if int8.get("path"):
+            int8_cfg = {"backend": "openvino", "model": int8["path"], **INT8_SETTINGS}
+            kw = {k: v for k, v in INT8_SETTINGS.items() if k != "confidence"}
+            d8 = build_detector(int8["path"], INT8_SETTINGS["confidence"], backend="openvino", **kw)
+            result["int8_detector"] = detector_info(d8)
+            ours8 = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg)
+            ours8.start()
+            try:
+                int8_trials = search_capacity(
+                    ours8.trial,
+                    args.max_cameras_int8,
+                    args.int8_budget_s,
+                    start=args.int8_start,
+                )
+            finally:
+                ours8.close()
+            del ours8, d8
+            result["ours_int8_trials"] = [t.row() for t in int8_trials]
         weights = str(default_weights_path())
         # 3. naive ultralytics
         naive_trials = search_capacity(
@@ -799,11 +892,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ours_cap = capacity(ours_trials)
     naive_cap = capacity(naive_trials)
     at_cap = next((t for t in ours_trials if t.cameras == ours_cap and t.passed), None)
+    int8_cap = capacity(int8_trials) if int8.get("path") else None
+    at_cap8 = next((t for t in int8_trials if t.cameras == int8_cap and t.passed), None)
+    every = [*ours_trials, *int8_trials]
     result.update(
         {
+            "counting": bool(every)
+            and all(t.extra.get("counting_cameras") == t.cameras for t in every),
             "ours_max_cameras": ours_cap,
             "naive_max_cameras": naive_cap,
             "ratio": round(ours_cap / naive_cap, 2) if naive_cap else None,
+            "ours_int8_max_cameras": int8_cap,
+            "ratio_int8": round(int8_cap / naive_cap, 2) if naive_cap and int8_cap else None,
+            "p99_frame_age_ms_int8": round(at_cap8.p99_ms, 1)
+            if at_cap8 and at_cap8.ages_ms
+            else None,
             "ratio_note": None
             if naive_cap
             else "the naive loop cannot keep even one camera at 90% of 2 fps here",
@@ -864,12 +967,17 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"machine: {r['machine']}")
     print(f"load before: {r['load_before']}  after: {r.get('load_after')}")
     print(f"detector: {r['detector']}  settings: {r['settings']}")
+    print(f"int8 model: {r.get('int8_model')}")
+    print(f"counting on (every camera's crowding rule counts over tracks): {r.get('counting')}")
     print()
     cols = [
         "cameras", "pass", "busy", "idle", "fps_min", "fps_mean", "frame_age_p50_ms",
         "frame_age_p99_ms", "detector_calls_per_s", "cpu_pct_of_one_core", "drops",
+        "counting_cameras",
     ]  # fmt: skip
-    for name in ("ours_trials", "naive_trials"):
+    for name in ("ours_trials", "ours_int8_trials", "naive_trials"):
+        if name not in r:
+            continue
         print(name.replace("_", " "))
         print("  " + "  ".join(f"{c:>10}" for c in cols))
         for row in r.get(name, []):
@@ -880,12 +988,18 @@ def print_table(r: dict[str, Any]) -> None:
             print(f"{key}: {r[key]}")
     for d in r.get("decode", []):
         print(f"decode: {d}")
+    for c in r.get("counting_cost", []):
+        print(f"counting cost: {c}")
     print()
     for key in (
         "ours_max_cameras",
         "naive_max_cameras",
         "ratio",
         "p99_frame_age_ms",
+        "ours_int8_max_cameras",
+        "ratio_int8",
+        "p99_frame_age_ms_int8",
+        "counting",
         "region_recall_vs_full",
         "region_cpu_vs_full",
         "wall_s",
@@ -895,14 +1009,26 @@ def print_table(r: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench multicam", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short trials: finishes in ~5 minutes")
+    ap.add_argument("--quick", action="store_true", help="short trials: finishes in ~8 minutes")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     ap.add_argument("--seconds", type=float, help="measured seconds per trial")
     ap.add_argument("--warmup", type=float, help="seconds before measuring a trial")
     ap.add_argument("--fps", type=float, default=2.0, help="target analysis fps per camera")
     ap.add_argument("--busy-share", type=float, default=0.25, help="share of busy cameras")
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("640x360,1280x720"))
-    ap.add_argument("--max-cameras", type=int, default=64)
+    ap.add_argument("--max-cameras", type=int, default=64, help="most cameras tried (default)")
+    ap.add_argument(
+        "--max-cameras-int8", type=int, default=128, help="most cameras tried with the INT8 model"
+    )
+    ap.add_argument("--model", default="default", help="our detector's model: default or a path")
+    ap.add_argument("--confidence", type=float, help="ours: 0.25 (default model) else 0.4")
+    ap.add_argument(
+        "--int8-model",
+        default=str(SHARED_INT8),
+        help="second run of ours with this COCO YOLOv8n INT8 model (conf 0.4, imgsz 640, "
+        "2 streams × 1 thread) where it exists; 'none' skips it",
+    )
+    ap.add_argument("--int8-start", type=int, help="first K tried with the INT8 model")
     ap.add_argument("--ours-start", type=int, help="first K tried for ours (quick: 4)")
     ap.add_argument(
         "--soak", type=float, help="instead: run ours with --cameras K for this many minutes"
@@ -915,16 +1041,21 @@ def main(argv: list[str]) -> int:
     )
     args = ap.parse_args(argv)
     q = args.quick
+    if args.confidence is None:
+        args.confidence = 0.25 if args.model == "default" else 0.4
     args.seconds = args.seconds or (8.0 if q else 30.0)
     args.warmup = args.warmup or (6.0 if q else 10.0)
     args.region_frames = 60 if q else 159
     args.ours_start = args.ours_start or (4 if q else 1)
     args.naive_start = args.naive_start or (2 if q else 1)
+    args.int8_start = args.int8_start or (20 if q else 10)
     args.ours_budget_s = 90 if q else 1200
+    args.int8_budget_s = 120 if q else 1200
+    args.counting_reps = 10 if q else 30
     args.naive_budget_s = 95 if q else 900
     args.decode_seconds = 3.0 if q else 10.0
     args.decode_reps = 3 if q else 5
-    args.deadline_s = 280 if q else 7200  # the decode check starts only if it ends by then
+    args.deadline_s = 420 if q else 7200  # the decode check starts only if it ends by then
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("gridwatch", "ultralytics"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
