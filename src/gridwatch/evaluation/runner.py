@@ -203,18 +203,10 @@ class DetectorPool:
             cfg = cfg.model_copy(update=update)
         key = cfg.model_dump_json()
         if key not in self._built:
-            from gridwatch.detectors import build_detector
+            from gridwatch.detectors import build_detector, detector_kwargs
 
-            t0 = time.perf_counter()
-            self._built[key] = build_detector(
-                cfg.model,
-                cfg.confidence,
-                backend=cfg.backend,
-                iou=cfg.iou,
-                imgsz=cfg.imgsz,
-                threads=cfg.threads,
-                **({"streams": cfg.streams} if getattr(cfg, "streams", None) else {}),
-            )
+            t0 = time.perf_counter()  # the worker's own keyword arguments: one way to build
+            self._built[key] = build_detector(cfg.model, cfg.confidence, **detector_kwargs(cfg))
             log.info("built detector %s in %.1fs", cfg.backend, time.perf_counter() - t0)
         return self._built[key]
 
