@@ -281,13 +281,16 @@ def replay(
     cache: DetectionCache | None = None,
     on_frame: FrameHook | None = None,
     on_count: CountHook | None = None,
+    observer: Callable[[str, str, float, float], None] | None = None,
 ) -> Iterator[ReplayEvent]:
     """Yield every incident event the camera's rules would emit over ``video``.
 
     ``detector`` is needed when the camera has detection rules. ``start_ts`` (Unix seconds) is
     the wall-clock time of the clip's first frame; default: now. ``on_frame(video_s, image,
     detections)`` is called for each analysed frame (tools draw with it); ``on_count`` with the
-    crowding rules' counts (see :data:`CountHook`). Both run on the replay's loop thread.
+    crowding rules' counts (see :data:`CountHook`); ``observer(camera, mode, frame age ms,
+    detector ms)`` for each detector run, as the worker's metrics get it (``mode``: ``full`` or
+    ``regions``; a gated frame runs no detector). All run on the replay's loop thread.
 
     The loop runs on its own thread (it is the worker's asyncio loop); events come through a
     bounded queue, so a slow consumer slows the replay rather than piling events up.
@@ -325,7 +328,7 @@ def replay(
             asyncio.run(
                 _run_loop(
                     config, cam, video, rules, detector, t0, realtime, faults, cache, sink,
-                    on_frame, on_count, stop,
+                    on_frame, on_count, observer, stop,
                 )
             )  # fmt: skip
             put(_DONE)
@@ -363,6 +366,7 @@ async def _run_loop(
     sink: Any,
     on_frame: FrameHook | None,
     on_count: CountHook | None,
+    observer: Callable[[str, str, float, float], None] | None,
     stop: threading.Event,
 ) -> None:
     """The worker's camera loop over a clip: see :func:`replay`."""
@@ -394,6 +398,7 @@ async def _run_loop(
             native_resolution=bool(getattr(used, "native_resolution", False)),
             analysis_fps=cam.analysis_fps,
             set_keyframes_only=source.set_keyframes_only,
+            observer=observer,
             clock=clock.mono,
         )
     tracker = (
