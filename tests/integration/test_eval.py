@@ -17,6 +17,7 @@ Without the data they are skipped here (not run), except under ``CI=true``, wher
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,10 +27,11 @@ from pathlib import Path
 import pytest
 
 from gridwatch.evaluation.recipes import build_clip
-from gridwatch.evaluation.runner import EvalResult, evaluate, in_ci
+from gridwatch.evaluation.runner import DetectorPool, EvalResult, evaluate, in_ci, run_scenario
 from gridwatch.evaluation.scenarios import (
     DataMissing,
     Report,
+    Scenario,
     data_root,
     find_scenarios,
     load_scenario,
@@ -116,7 +118,7 @@ def test_precision_recall_and_onset_per_rule_type(suite: EvalResult) -> None:
     assert report["intrusion"]["real"]["tp"] >= 2
 
 
-def test_scoring_catches_what_a_wrong_rule_would_do(suite: EvalResult) -> None:
+def test_every_match_is_explained(suite: EvalResult) -> None:
     """Each scenario's matches are explained: every raise is a tp or an fp, every truth a tp or
     an fn, and onsets are measured from the labelled start."""
     for r in suite.scenarios:
@@ -130,6 +132,32 @@ def test_scoring_catches_what_a_wrong_rule_would_do(suite: EvalResult) -> None:
                 assert m.onset_s is not None
                 assert m.video_s is not None
                 assert m.onset_s == pytest.approx(m.video_s - m.truth.start_s)
+
+
+def _with_crowding(sc: Scenario, **update: object) -> Scenario:
+    """``sc`` with its crowding rule's settings changed (a wrongly configured rule)."""
+    raw = sc.config.model_dump()
+    for rule in raw["cameras"][0]["rules"]:
+        rule.update(update)
+    return dataclasses.replace(sc, config=type(sc.config).model_validate(raw))
+
+
+def test_scoring_catches_a_wrong_rule() -> None:
+    """A rule that fires where the truth is quiet scores a false positive; one that never fires
+    where the truth has an incident scores a miss; the right rule scores one true positive.
+    (Real runs of the crowding rule on the gate-apron footage, thresholds made wrong.)"""
+    pool = DetectorPool()
+    crowd = load_scenario(SCENARIOS / "crowding" / "gate-apron-crowd")
+    quiet = load_scenario(SCENARIOS / "crowding" / "gate-apron-under-threshold")
+    right = run_scenario(crowd, pool).tallies["crowding"]
+    assert (right.tp, right.fp, right.fn) == (1, 0, 0)
+    too_high = run_scenario(_with_crowding(crowd, min_count=50), pool).tallies["crowding"]
+    assert (too_high.tp, too_high.fp, too_high.fn) == (0, 0, 1)
+    too_low = run_scenario(_with_crowding(quiet, min_count=2), pool)
+    tally = too_low.tallies["crowding"]
+    assert tally.fp >= 1
+    assert tally.tp == 0
+    assert next(m.note for m in too_low.matches if m.outcome == "fp") == "no truth"
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

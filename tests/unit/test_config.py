@@ -170,20 +170,35 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-def test_every_field_has_title_and_description() -> None:
+def _models_under(model: type, seen: set[type] | None = None) -> set[type]:
+    """Every pydantic model reachable from ``model``'s fields (lists, unions, dicts, optionals)."""
+    import typing
+
     from pydantic import BaseModel
 
-    from gridwatch import config as c
+    seen = set() if seen is None else seen
+    if model in seen:
+        return seen
+    seen.add(model)
+    stack: list[object] = [f.annotation for f in model.model_fields.values()]  # type: ignore[attr-defined]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            _models_under(t, seen)
+        stack.extend(typing.get_args(t))
+    return seen
 
-    models: list[type[BaseModel]] = [
-        c.GridwatchConfig, c.NatsConfig, c.DetectorConfig, c.ScheduleWindow, c.GridConfig,
-        c.ZoneConfig, c.CrowdingRuleConfig, c.CameraConfig, c.AlertsConfig,
-    ]  # fmt: skip
-    schema_props = {}
-    for m in models:
-        for name, f in m.model_fields.items():
-            schema_props[f"{m.__name__}.{name}"] = (f.title, f.description)
+
+def test_every_field_has_title_and_description() -> None:
+    """Walks the whole config schema from the top, so a new section cannot be forgotten."""
+    from gridwatch.config import GridwatchConfig
+
+    models = _models_under(GridwatchConfig)
+    assert len(models) > 25  # rules, analysis, console, dispatch... all reached
     missing = [
-        k for k, (t, d) in schema_props.items() if not d or (not t and not k.endswith(".id"))
+        f"{m.__name__}.{name}"
+        for m in models
+        for name, f in m.model_fields.items()
+        if not f.description or (not f.title and name != "id")
     ]
     assert not missing, missing

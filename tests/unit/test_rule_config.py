@@ -183,10 +183,14 @@ def test_class_names_resolve_case_insensitively() -> None:
 
 
 def test_walker_rules_at_low_fps_warn(caplog: pytest.LogCaptureFixture) -> None:
-    c = cfg(ALL_RULES.replace("line_crossing", "line_crossing"))
+    c = cfg(ALL_RULES)
     cam = c.cameras[0].model_copy(update={"analysis_fps": 2.0})
     CameraRules(cam, c, person_classes={0}, class_names=COCO)
     assert "fall, intrusion, line_crossing follow walking people" in caplog.text
+    caplog.clear()  # at the tracker's rate, no warning
+    CameraRules(c.cameras[0].model_copy(update={"analysis_fps": 5.0}), c, person_classes={0},
+                class_names=COCO)  # fmt: skip
+    assert "follow walking people" not in caplog.text
 
 
 def _fields(model: Any) -> list[tuple[str, Any]]:
