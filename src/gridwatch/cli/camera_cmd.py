@@ -31,6 +31,7 @@ from nats.aio.client import Client as NatsClient
 from rich.console import Console
 from rich.table import Table
 
+from gridwatch.cli.common import setup_logging
 from gridwatch.config import (
     CameraConfig,
     ConfigError,
@@ -102,14 +103,6 @@ def _print_issues(issues: list[ConfigIssue], *, file_level: bool = True) -> None
         err.print(f"[bold red]error:[/] {redact_text(text)}", markup=True, highlight=False)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.WARNING),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 @dataclass
 class _Env:
     config: GridwatchConfig | None
@@ -117,7 +110,7 @@ class _Env:
 
 
 def _env(config: Path | None, nats_url: str | None, level: str = "warning") -> _Env:
-    _setup_logging(level)
+    setup_logging(level, logging.WARNING)
     cfg = None
     if config is not None:
         try:
@@ -1128,7 +1121,7 @@ def discover(
     from gridwatch.onvif.discovery import discover as ws_discover
     from gridwatch.onvif.media import OnvifError, fetch_device
 
-    _setup_logging(log_level)
+    setup_logging(log_level, logging.WARNING)
     devices = asyncio.run(ws_discover(timeout, interface=interface))
     rows: list[dict[str, Any]] = []
     for dev in devices:

@@ -54,7 +54,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def _config(path: Path | None) -> GridwatchConfig | None:
     if path is None:
         return None
-    from gridwatch.cli.main import _load_or_exit
+    from gridwatch.cli.common import load_or_exit as _load_or_exit
 
     return _load_or_exit(path)
 
@@ -298,7 +298,8 @@ def cases_serve(
 ) -> None:
     """Run the case service and the snapshot service (as the config's nats.user)."""
     from gridwatch.cases.service import CaseService
-    from gridwatch.cli.main import _setup_logging, run_until_signal
+    from gridwatch.cli.common import run_until_signal
+    from gridwatch.cli.common import setup_logging as _setup_logging
     from gridwatch.notify.snapshots import SnapshotService
 
     _setup_logging(log_level)
@@ -348,7 +349,8 @@ def notifier_cmd(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the notifier: Web Push to on-duty responders, signed webhooks."""
-    from gridwatch.cli.main import _setup_logging, run_until_signal
+    from gridwatch.cli.common import run_until_signal
+    from gridwatch.cli.common import setup_logging as _setup_logging
     from gridwatch.notify.notifier import Notifier
     from gridwatch.notify.webpush import VapidKey
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gridwatch.cli.common import load_or_exit, setup_logging
+
 if TYPE_CHECKING:
     from gridwatch.evaluation.runner import EvalResult, ScenarioResult, SceneResult
     from gridwatch.evaluation.scenarios import Tally
@@ -35,14 +37,6 @@ def register(app: typer.Typer) -> None:
     """Add the ``replay`` and ``eval`` commands to the ``gridwatch`` app."""
     app.command("replay")(replay_cmd)
     app.command("eval")(eval_cmd)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.WARNING),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def replay_cmd(
@@ -72,12 +66,11 @@ def replay_cmd(
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "warning",
 ) -> None:
     """Shadow mode: run a config over a clip and print the incidents that would fire."""
-    _setup_logging(log_level)
-    from gridwatch.cli.main import _load_or_exit
+    setup_logging(log_level, logging.WARNING)
     from gridwatch.evaluation.replay import parse_start, pick_camera, replay
     from gridwatch.evaluation.runner import DetectorPool
 
-    cfg = _load_or_exit(config)
+    cfg = load_or_exit(config)
     if not video.is_file():
         typer.echo(f"error: {video}: no such file", err=True)
         raise typer.Exit(2)
@@ -253,7 +246,7 @@ def eval_cmd(
 ) -> None:
     """Replay every scenario under DIR and report precision, recall and onset per rule type,
     and the count error per real-data scene."""
-    _setup_logging(log_level)
+    setup_logging(log_level, logging.WARNING)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import re
-import signal
-import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gridwatch.cli.camera_cmd import camera_app
+from gridwatch.cli.common import load_or_exit, parse_duration, run_until_signal, setup_logging
 from gridwatch.cli.dispatch_cmd import register as register_dispatch
 from gridwatch.cli.eval_cmd import register as register_eval
 from gridwatch.cli.workers_cmd import register as register_workers
-from gridwatch.config import ConfigError, GridwatchConfig, load_config
+from gridwatch.config import GridwatchConfig
 
 app = typer.Typer(
     name="gridwatch",
@@ -51,48 +47,6 @@ NatsUrl = Annotated[
     ),
 ]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``10m``, ``1h30m``, ``2d`` → timedelta.
-
-    >>> parse_duration("1h30m")
-    datetime.timedelta(seconds=5400)
-    """
-    text = text.strip().lower()
-    parts = _DURATION.findall(text)
-    if not parts or _DURATION.sub("", text).strip():
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m, 1h30m or 2d")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def _load_or_exit(path: Path) -> GridwatchConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(f"error: {issue}", err=True)
-        raise typer.Exit(2) from None
-
-
-def run_until_signal(main: asyncio.Event | None = None) -> asyncio.Event:
-    """An event set on SIGINT/SIGTERM in the running loop."""
-    stop = main or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
 
 @app.command()
 def worker(
@@ -109,8 +63,8 @@ def worker(
     ] = None,
 ) -> None:
     """Run a worker: analyse the config's (or the registry's) cameras, publish alerts to NATS."""
-    _setup_logging(log_level)
-    cfg = _load_or_exit(config)
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
     from gridwatch.worker import Worker
 
     async def main() -> None:
@@ -135,9 +89,9 @@ def alerts_tail(
     log_level: LogLevel = "warning",
 ) -> None:
     """Print alerts live from JetStream (Ctrl-C to stop)."""
-    _setup_logging(log_level)
+    setup_logging(log_level)
     since_td = parse_duration(since) if since else None
-    url = nats_url or (_load_or_exit(config).nats.url if config else "nats://127.0.0.1:4222")
+    url = nats_url or (load_or_exit(config).nats.url if config else "nats://127.0.0.1:4222")
     from gridwatch.alerts.tail import format_alert_line, iter_alerts
     from gridwatch.worker import connect_nats
 
@@ -160,7 +114,11 @@ def config_check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing when valid.")] = False,
 ) -> None:
     """Validate a config; print every error with file, line and field; exit 2 when invalid."""
-    cfg = _load_or_exit(file)
+    cfg = load_or_exit(file)
+    from gridwatch.auth.natsconf import security_warnings
+
+    for warning in security_warnings(cfg):
+        typer.echo(f"{file}: warning: {warning}", err=True)
     if not quiet:
         rules = sum(len(c.rules) for c in cfg.cameras)
         typer.echo(
@@ -212,8 +170,8 @@ def console(
     log_level: LogLevel = "info",
 ) -> None:
     """Run the command-centre console and the responder phone view (see docs/console.md)."""
-    _setup_logging(log_level)
-    cfg = _load_or_exit(config)
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
     from gridwatch.console.server import run_console
 
     async def main() -> None:
@@ -236,8 +194,8 @@ def demo(
 ) -> None:
     """Embedded NATS + a looping RTSP camera of real video + a worker + the console, printing
     alerts and the console's URL and logins."""
-    _setup_logging(log_level)
-    cfg = _load_or_exit(config)
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
     from gridwatch.demo import run_demo
 
     asyncio.run(run_demo(cfg, duration_s=duration))
