@@ -72,6 +72,12 @@ class NatsConfig(_Strict):
     password: str | None = Field(
         default=None, title="Password", description="NATS password (prefer the env variable)."
     )
+    tls_ca_file: str | None = Field(
+        default=None,
+        title="TLS CA file",
+        description="CA certificate (PEM) the NATS servers' TLS certificates are checked "
+        "against (`gridwatch nats-certs`); also $GW_NATS_TLS_CA. With it, clients use TLS.",
+    )
     replicas: int = Field(
         default=1,
         ge=1,
@@ -397,6 +403,13 @@ class SpoolConfig(_Strict):
         ge=1024 * 1024,
         title="Most bytes",
         description="Disk the spool may use; past it snapshots are dropped first, then alerts.",
+    )
+    max_age_s: float | None = Field(
+        default=7 * 86400.0,
+        gt=0,
+        title="Oldest alert",
+        description="Seconds a spooled alert (and its snapshot of people) is kept; older ones "
+        "are dropped instead of replayed, with an ERROR line counting them. None: no limit.",
     )
     direct_attempts: int = Field(
         default=3,

@@ -106,6 +106,9 @@ class CameraPipeline:
         self.idle_wait_s = min(self.stale_after_s, 1.0) if rules.frame_rules else self.stale_after_s
         self.stats = PipelineStats()
         self.last_frame: Frame | None = None
+        self.last_detections: Detections | None = None
+        """What the detector (and tracker) found on ``last_frame``: every person on it goes
+        into the snapshot's privacy record (the snapshot service blurs them all)."""
         self.on_analysed: Callable[[Frame, Detections], None] | None = None
         """Called after each analysed frame with what the rules saw (replay's tools draw and
         score with it)."""
@@ -199,6 +202,7 @@ class CameraPipeline:
                     self.stats.detector_ms.append(ms)
                     self.stats.frame_age_ms.append(age_ms)
                 self.last_frame = frame
+                self.last_detections = detections
                 events = self.rules.update(detections, frame.wall_ts)
                 if self.rules.frame_rules:
                     events += self.rules.update_frame(self._frame_sample(frame))

@@ -18,13 +18,21 @@ import statistics
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import nats
+import numpy as np
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from gridwatch.alerts.snapshots import SnapshotStore, alert_label, render_snapshot, snapshot_name
+from gridwatch.alerts.snapshots import (
+    SnapshotPrivacy,
+    SnapshotStore,
+    alert_label,
+    render_snapshot,
+    snapshot_name,
+)
 from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import health_subject
@@ -70,6 +78,8 @@ class _Outgoing:
     frame: Frame | None
     zone_polygon: list[tuple[float, float]]
     severity: str = "warning"
+    privacy: SnapshotPrivacy = field(default_factory=lambda: SnapshotPrivacy(whole=True))
+    """What the snapshot service blurs for blurred roles (default: the whole picture)."""
 
 
 async def connect_nats(
@@ -79,13 +89,26 @@ async def connect_nats(
     connect_timeout_s: float = 5.0,
     user: str | None = None,
     password: str | None = None,
+    tls_ca_file: str | None = None,
 ) -> NatsClient:
     """Connect with endless reconnects: a worker outlives NATS restarts. ``user`` and
     ``password`` (else ``$GW_NATS_USER``/``$GW_NATS_PASSWORD``) log in to a secured server."""
     from gridwatch.auth.client import resolve_credentials
 
     user, password = resolve_credentials(user, password)
-    login = {"user": user, "password": password or ""} if user else {}
+    from gridwatch.auth.subjects import inbox_prefix
+
+    # the per-user inbox: the only replies a restricted account may read (auth.natsconf)
+    login: dict[str, Any] = (
+        {"user": user, "password": password or "", "inbox_prefix": inbox_prefix(user)}
+        if user
+        else {}
+    )
+    from gridwatch.auth.client import tls_context
+
+    ctx = tls_context(tls_ca_file)
+    if ctx is not None:
+        login["tls"] = ctx
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
@@ -173,6 +196,7 @@ class Worker:
             connect_timeout_s=self.config.nats.connect_timeout_s,
             user=self.config.nats.user,
             password=self.config.nats.password,
+            tls_ca_file=self.config.nats.tls_ca_file,
         )
         self.nc = nc
         js = nc.jetstream()
@@ -193,7 +217,10 @@ class Worker:
             # alerts go to a local spool while NATS is unreachable, replayed in order after
             spool_cfg = self.config.alerts.spool
             self.spool = AlertSpool(
-                spool_cfg.dir, max_items=spool_cfg.max_items, max_bytes=spool_cfg.max_bytes
+                spool_cfg.dir,
+                max_items=spool_cfg.max_items,
+                max_bytes=spool_cfg.max_bytes,
+                max_age_s=spool_cfg.max_age_s,
             )
             publisher = SpoolingPublisher(
                 nc,
@@ -409,7 +436,14 @@ class Worker:
             return
         zone = next((z for z in camera.zones if z.id == event.zone_id), None)
         polygon = list(zone.polygon) if zone else []
-        item = _Outgoing(camera, event, frame, polygon, rules.severity_of(event))
+        item = _Outgoing(
+            camera,
+            event,
+            frame,
+            polygon,
+            rules.severity_of(event),
+            self._snapshot_privacy(camera, event, frame, rules),
+        )
         if event.type in HEALTH_EVENT_TYPES:  # health changed: say so now, not at the next beat
             await self._publish_health_of(camera.id)
         try:
@@ -417,6 +451,27 @@ class Worker:
         except asyncio.QueueFull:
             self.outbox_dropped += 1
             log.error("alert outbox full: dropped %s %s", event.type, event.state.value)
+
+    def _snapshot_privacy(
+        self, camera: CameraConfig, event: IncidentEvent, frame: Frame | None, rules: CameraRules
+    ) -> SnapshotPrivacy:
+        """Every person the detector found on ``frame`` (not only the rule's boxes: people
+        outside the zone, bystanders of a vehicle stop), for the snapshot service to blur.
+        The whole picture instead for tamper and offline alerts (a covered or frozen camera
+        says nothing reliable about who is in view) and whenever this frame's detections are
+        not known (only frame rules run, or the frame is not the last analysed one)."""
+        whole = SnapshotPrivacy(people=None, whole=True)
+        if frame is None or event.type in HEALTH_EVENT_TYPES or not rules.needs_detections:
+            return whole
+        pipeline = self.pipelines.get(camera.id)
+        if pipeline is None or pipeline.last_frame is not frame:
+            return whole
+        detections = pipeline.last_detections
+        if detections is None:
+            return whole
+        persons = np.isin(detections.class_id, list(self.detector.person_class_ids))
+        people = detections.select(persons).xyxyn().tolist()
+        return SnapshotPrivacy(people=tuple((b[0], b[1], b[2], b[3]) for b in people))
 
     async def _drain_outbox(self, publisher: SpoolingPublisher) -> None:
         """Snapshot first, then the alert that names it; one at a time keeps the order."""
@@ -465,6 +520,9 @@ class Worker:
                 zone_polygon_norm=item.zone_polygon,
                 boxes_norm=list(event.boxes),
                 label=alert_label(alert),
+                # painted on the analysed frame already; again here, whatever frame comes
+                mask_polygons_norm=[m.polygon for m in cam.privacy_masks],
+                privacy=item.privacy,
             )
             result = await publisher.publish_with_snapshot(alert, jpeg)
         if result is not None:  # None: spooled, counted when the replay has stored it

@@ -117,8 +117,8 @@ def test_leaving_stops_the_source(scenario: dict[str, Any]) -> None:
 def test_the_page_sees_clear_refusals(scenario: dict[str, Any]) -> None:
     error = scenario["unreachable"]["error"]
     assert error["status"] == 502
-    assert error["message"].startswith("camera dark-a2 cannot be opened")
-    assert "nothing accepts connections" in error["message"]
+    # generic: the camera's address stays in the console's log (issue 13, low)
+    assert error["message"] == "the camera cannot be shown right now"
     assert scenario["unreachable"]["status_text"] == f"live video failed: {error['message']}"
     # the console's CSRF middleware refuses an offer without the token, before any source opens
     assert scenario["no_csrf"] == {"status": 403, "body": {"error": "missing or wrong CSRF token"}}

@@ -43,6 +43,7 @@ async def test_push_and_webhook_once_each(tmp_path) -> None:  # type: ignore[no-
             f"""
 notify:
   public_base_url: https://gw.example.cn
+  push_allow_endpoints: ["http://127.0.0.1"]  # the local push service of this test
   webhooks:
     - {{name: hotline, url: "{hook.url}", secret: {SECRET}, events: [alert.raised],
         backoff_initial_s: 0.05, max_attempts: 5}}

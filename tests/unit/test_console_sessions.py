@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridwatch.console.sessions import LoginLimiter, SessionStore
+from gridwatch.console.sessions import LoginLimiter, SessionStore, UserShares
 
 
 class Clock:
@@ -111,3 +111,35 @@ def test_login_limiter_is_bounded() -> None:
         lim.failed(k)
     assert lim.retry_after("a") == 0  # evicted: the table holds at most 2 keys
     assert lim.retry_after("c") > 0
+
+
+def test_login_limiter_counts_attempts_in_flight() -> None:
+    """A burst: every reserved attempt counts until released, so no more than max_failures
+    passwords are ever being checked for one key at once."""
+    clock = Clock()
+    lim = LoginLimiter(max_failures=3, window_s=60, clock=clock)
+    keys = ("user:aux-li", "ip:10.0.0.9")
+    assert [lim.acquire(*keys) for _ in range(5)] == [0, 0, 0, 1.0, 1.0]
+    for _ in range(3):
+        lim.release(*keys)
+        lim.failed(*keys)
+    assert lim.acquire(*keys) == pytest.approx(60)  # now three real failures
+    lim2 = LoginLimiter(max_failures=1, window_s=60, clock=clock)
+    assert lim2.acquire("k") == 0
+    lim2.release("k")
+    lim2.succeeded("k")
+    assert lim2.acquire("k") == 0  # a success releases its place
+
+
+def test_user_shares_cap_per_user_and_track_sessions() -> None:
+    shares: UserShares[str] = UserShares(2)
+    assert shares.reserve("li", "s1", "a")
+    assert shares.reserve("li", "s2", "b")
+    assert not shares.reserve("li", "s1", "c")
+    assert shares.reserve("wang", "s3", "d")
+    assert shares.refused == 1
+    shares.replace("a", "a2")
+    assert sorted(shares.of_session("s1")) == ["a2"]
+    shares.discard("b")
+    assert shares.count("li") == 1
+    assert shares.reserve("li", "s1", "c")

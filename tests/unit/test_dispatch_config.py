@@ -14,8 +14,13 @@ H = "$2b$04$" + "a" * 53
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "dispatch-example.yaml"
 
 
-def test_example_is_valid_and_generates_a_server_config() -> None:
-    cfg = load_config(EXAMPLE)
+def test_example_is_valid_and_generates_a_server_config(tmp_path: Path) -> None:
+    # as shipped its password hashes are placeholders that no command accepts
+    with pytest.raises(ConfigError, match="must be a bcrypt hash"):
+        load_config(EXAMPLE)
+    mine = tmp_path / "dispatch.yaml"
+    mine.write_text(EXAMPLE.read_text().replace("REPLACE-ME: gridwatch users hash-password", H))
+    cfg = load_config(mine)
     assert cfg.alerts.snapshot_retention_days == 30
     assert cfg.cases.deadline("critical").acknowledge_s == 30
     assert cfg.notify.webhooks[0].events == ["alert.raised", "case.escalated"]

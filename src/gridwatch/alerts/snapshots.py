@@ -9,6 +9,15 @@ permissions they already have, and it expires with the bucket's TTL (privacy by 
 
 Privacy masks are painted over *before* anything else is drawn, so a masked area (the windows
 of a home) never leaves the worker in a snapshot.
+
+**What the snapshot service blurs** (:class:`SnapshotPrivacy`). People whose role gets blurred
+snapshots must not see anyone in clear, whatever the rule boxed. So the worker records, with
+each snapshot, every person box the detector found on that frame (``Gw-People``), or that the
+whole picture must be blurred (``Gw-Blur: whole``: tamper and offline alerts, frames the
+detector did not look at). The record rides inside the JPEG as a comment segment from the
+worker to :meth:`SnapshotStore.put` (so the spool, which keeps alert and JPEG bytes, carries
+it unchanged), where it is taken out of the picture and stored as object metadata next to
+``Gw-Grid`` and ``Gw-Boxes``. Objects without it (stored by older workers) are blurred whole.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -77,6 +87,109 @@ def snapshot_headers(alert: Alert) -> dict[str, str]:
     }
 
 
+SNAPSHOT_BLUR_HEADER = "Gw-Blur"
+"""``people``: blur ``Gw-People`` and ``Gw-Boxes``; ``whole`` (or absent): the whole picture."""
+SNAPSHOT_PEOPLE_HEADER = "Gw-People"
+"""JSON list of normalized xyxy boxes: every person the detector found on the frame."""
+SNAPSHOT_KEEP_HEADER = "Gw-Keep"
+"""JSON list of normalized xyxy boxes without scene pixels (the label bands), kept clear."""
+BLUR_PEOPLE = "people"
+BLUR_WHOLE = "whole"
+_PRIVACY_TAG = b"gridwatch-privacy/1:"
+_JPEG_COM = b"\xff\xfe"
+_MAX_SEGMENT = 65533  # a JPEG segment's payload: 2 bytes of length, which counts itself
+
+
+@dataclass(frozen=True)
+class SnapshotPrivacy:
+    """What the snapshot service must blur for people who get blurred snapshots.
+
+    ``people``: every person box (normalized xyxy) the detector found on the frame; None when
+    the detector did not look at it, which blurs the whole picture. ``whole``: blur the whole
+    picture anyway (tamper and offline alerts). ``keep``: regions without scene pixels (the
+    label bands) that stay readable when the whole picture is blurred.
+    """
+
+    people: tuple[BoxNorm, ...] | None = None
+    whole: bool = False
+    keep: tuple[BoxNorm, ...] = ()
+
+    @property
+    def blur(self) -> str:
+        return BLUR_WHOLE if self.whole or self.people is None else BLUR_PEOPLE
+
+    def headers(self) -> dict[str, str]:
+        """The object metadata: ``Gw-Blur``, and ``Gw-People``/``Gw-Keep`` when known."""
+        out = {SNAPSHOT_BLUR_HEADER: self.blur}
+        if self.people is not None:
+            out[SNAPSHOT_PEOPLE_HEADER] = _boxes_json(self.people)
+        if self.keep:
+            out[SNAPSHOT_KEEP_HEADER] = _boxes_json(self.keep)
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "people": None if self.people is None else [_rounded(b) for b in self.people],
+                "whole": self.whole,
+                "keep": [_rounded(b) for b in self.keep],
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SnapshotPrivacy:
+        """Parse :meth:`to_json`; anything malformed blurs the whole picture (fail closed)."""
+        try:
+            d = json.loads(data)
+            people = d.get("people")
+            return cls(
+                people=None if people is None else tuple(_box(b) for b in people),
+                whole=bool(d.get("whole", True)),
+                keep=tuple(_box(b) for b in d.get("keep") or ()),
+            )
+        except (ValueError, TypeError, AttributeError):
+            return cls(people=None, whole=True)
+
+
+def _rounded(box: Sequence[float]) -> list[float]:
+    return [round(float(v), 4) for v in box[:4]]
+
+
+def _box(v: object) -> BoxNorm:
+    if not isinstance(v, list | tuple) or len(v) != 4:
+        raise ValueError(f"not a box: {v!r}")
+    x1, y1, x2, y2 = (float(c) for c in v)
+    return (x1, y1, x2, y2)
+
+
+def _boxes_json(boxes: Sequence[Sequence[float]]) -> str:
+    return json.dumps([_rounded(b) for b in boxes], separators=(",", ":"))
+
+
+def embed_privacy(jpeg: bytes, privacy: SnapshotPrivacy) -> bytes:
+    """``jpeg`` with ``privacy`` in a comment segment right after its start marker.
+
+    Too many people for one segment (some thousands) turns into a whole-picture blur."""
+    if not jpeg.startswith(JPEG_MAGIC[:2]):
+        raise ValueError("not a JPEG")
+    payload = _PRIVACY_TAG + privacy.to_json()
+    if len(payload) > _MAX_SEGMENT:
+        payload = _PRIVACY_TAG + SnapshotPrivacy(people=None, whole=True).to_json()
+    return jpeg[:2] + _JPEG_COM + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def split_privacy(jpeg: bytes) -> tuple[bytes, SnapshotPrivacy | None]:
+    """Take :func:`embed_privacy`'s segment out of ``jpeg``: (the picture, the record or None)."""
+    if jpeg[:2] != JPEG_MAGIC[:2] or jpeg[2:4] != _JPEG_COM or len(jpeg) < 6:
+        return jpeg, None
+    end = 4 + int.from_bytes(jpeg[4:6], "big")
+    payload = jpeg[6:end]
+    if not payload.startswith(_PRIVACY_TAG):
+        return jpeg, None
+    return jpeg[:2] + jpeg[end:], SnapshotPrivacy.from_json(payload[len(_PRIVACY_TAG) :])
+
+
 def snapshot_name_for(alert: Alert) -> str:
     """:func:`snapshot_name` for the message ``alert`` describes."""
     return snapshot_name(alert.camera_id, alert.id, alert.state, alert.sequence)
@@ -106,13 +219,15 @@ def render_snapshot(
     label: str,
     mask_polygons_norm: Sequence[Sequence[PointNorm]] = (),
     quality: int = 80,
+    privacy: SnapshotPrivacy | None = None,
 ) -> bytes:
     """Draw the zone outline, the counted boxes and ``label`` on a copy of the frame; return JPEG.
 
     Coordinates are normalized (0..1) like the rest of the pipeline, so the snapshot can come
     from the main stream while detection ran on the sub-stream. ``mask_polygons_norm`` are
     privacy masks, filled solid before drawing. ``label`` may hold several lines (``\\n``).
-    The input array is not modified.
+    The input array is not modified. ``privacy`` is embedded for :meth:`SnapshotStore.put`
+    (see :func:`embed_privacy`), with the label bands as its ``keep`` regions.
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError(
@@ -140,19 +255,29 @@ def render_snapshot(
         (x1, y1), (x2, y2) = _to_pixels([box[:2], box[2:]], w, h).reshape(2, 2).tolist()
         cv2.rectangle(img, (x1, y1), (x2, y2), BOX_COLOR, thick, cv2.LINE_AA)
 
-    _draw_label(img, label, thick)
+    bands = _draw_label(img, label, thick)
 
     ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:
         raise RuntimeError("OpenCV could not encode the snapshot as JPEG")
-    return bytes(buf.tobytes())
+    jpeg = bytes(buf.tobytes())
+    if privacy is None:
+        return jpeg
+    keep = tuple((x1 / w, y1 / h, x2 / w, y2 / h) for x1, y1, x2, y2 in bands)
+    return embed_privacy(
+        jpeg, SnapshotPrivacy(people=privacy.people, whole=privacy.whole, keep=keep)
+    )
 
 
-def _draw_label(img: npt.NDArray[np.uint8], label: str, thick: int) -> None:
-    """White text on a black band at the top left: readable on any scene, phone-sized too."""
+def _draw_label(
+    img: npt.NDArray[np.uint8], label: str, thick: int
+) -> list[tuple[int, int, int, int]]:
+    """White text on a black band at the top left: readable on any scene, phone-sized too.
+    Returns the bands (pixel x1, y1, x2, y2, end exclusive): they hold no scene pixels."""
     lines = [ln for ln in label.splitlines() if ln.strip()]
+    bands: list[tuple[int, int, int, int]] = []
     if not lines:
-        return
+        return bands
     h, w = img.shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.4, min(w, h) / 900)
@@ -162,9 +287,12 @@ def _draw_label(img: npt.NDArray[np.uint8], label: str, thick: int) -> None:
     for line in lines:
         (tw, th), base = cv2.getTextSize(line, font, scale, text_thick)
         band_h = th + base + 2 * pad
-        cv2.rectangle(img, (0, y), (min(w - 1, tw + 2 * pad), y + band_h), LABEL_BG, cv2.FILLED)
+        x2 = min(w - 1, tw + 2 * pad)
+        cv2.rectangle(img, (0, y), (x2, y + band_h), LABEL_BG, cv2.FILLED)
         cv2.putText(img, line, (pad, y + pad + th), font, scale, LABEL_FG, text_thick, cv2.LINE_AA)
+        bands.append((0, y, x2 + 1, min(h, y + band_h + 1)))
         y += band_h
+    return bands
 
 
 class SnapshotStore:
@@ -195,11 +323,16 @@ class SnapshotStore:
 
         ``headers`` go into the object's metadata: the publisher records the grid and the
         counted boxes there (:func:`snapshot_headers`), so the snapshot service can check a
-        requester's grid and blur people without reading the alert stream."""
+        requester's grid and blur people without reading the alert stream. A privacy record
+        embedded by :func:`render_snapshot` is taken out of the picture and stored there too
+        (``Gw-Blur``, ``Gw-People``, ``Gw-Keep``)."""
         if not name or name.startswith("/"):
             raise ValueError(f"bad snapshot name {name!r}")
         if not jpeg.startswith(JPEG_MAGIC):
             raise ValueError("snapshot data is not a JPEG")
+        jpeg, privacy = split_privacy(jpeg)
+        if privacy is not None:
+            headers = {**(headers or {}), **privacy.headers()}
         meta = js_api.ObjectMeta(
             name=name,
             description="gridwatch alert snapshot",

@@ -17,7 +17,10 @@ rename): a ``.json`` file is a complete entry; a ``.jpg`` without one is debris 
 removed at start. The directory is locked (``flock``) so two workers cannot share it. Bounds:
 ``max_items`` entries and ``max_bytes`` on disk; when an entry would not fit, its snapshot is
 dropped first (an alert without a picture beats no alert), then the alert itself, each with an
-ERROR log line saying so.
+ERROR log line saying so. And ``max_age_s`` (``alerts.spool.max_age_s``, a week by default):
+an entry spooled longer ago is dropped when the replay reaches it, not published (a week-old
+alert dispatches nobody, and its snapshot shows people), with one ERROR line counting what
+was dropped; ``stats.expired`` counts them too.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class SpoolStats:
     replayed: int = 0
     dropped_alerts: int = 0
     dropped_snapshots: int = 0
+    expired: int = 0
     high_water: int = 0
     last_full_log: float = field(default=0.0)
 
@@ -82,10 +86,14 @@ class AlertSpool:
         *,
         max_items: int = 10000,
         max_bytes: int = 512 * 1024 * 1024,
+        max_age_s: float | None = 7 * 86400.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.dir = Path(directory) if directory is not None else default_spool_dir() / "worker"
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.clock = clock
         self.stats = SpoolStats()
         self._lock_file: IO[bytes] | None = None
         try:
@@ -146,7 +154,7 @@ class AlertSpool:
 
     def append(self, alert: Alert, jpeg: bytes | None) -> None:
         """Keep ``alert`` (and ``jpeg``) for replay; raises :class:`SpoolFullError` if full."""
-        meta = json.dumps({"alert": alert.model_dump(mode="json"), "spooled_at": time.time()})
+        meta = json.dumps({"alert": alert.model_dump(mode="json"), "spooled_at": self.clock()})
         meta_b = meta.encode()
         if len(self) >= self.max_items:
             self._full(alert, f"{len(self)} alerts (max_items)")
@@ -185,7 +193,27 @@ class AlertSpool:
         raise SpoolFullError(why)
 
     def peek(self) -> SpoolEntry | None:
-        """The oldest entry, or None when empty."""
+        """The oldest entry, or None when empty. Entries older than ``max_age_s`` on the way
+        are removed (see the module docstring)."""
+        expired: list[tuple[str, float]] = []
+        try:
+            return self._peek(expired)
+        finally:
+            if expired:
+                self.stats.expired += len(expired)
+                oldest = min(at for _, at in expired)
+                log.error(
+                    "ALERTS EXPIRED: dropped %d spooled alert(s) older than %.0fs from spool %s "
+                    "instead of replaying them (oldest spooled %.0fs ago; %d expired in all): %s",
+                    len(expired),
+                    self.max_age_s or 0.0,
+                    self.dir,
+                    self.clock() - oldest,
+                    self.stats.expired,
+                    ", ".join(m for m, _ in expired[:5]) + (" ..." if len(expired) > 5 else ""),
+                )
+
+    def _peek(self, expired: list[tuple[str, float]]) -> SpoolEntry | None:
         while self._sizes:
             seq = min(self._sizes)
             path = self.dir / f"{seq:012d}.json"
@@ -198,11 +226,14 @@ class AlertSpool:
                     path.rename(path.with_suffix(".bad"))
                 self._sizes.pop(seq, None)
                 continue
+            spooled_at = float(meta.get("spooled_at", 0.0))
+            if self.max_age_s is not None and self.clock() - spooled_at > self.max_age_s:
+                expired.append((alert.message_id, spooled_at))
+                self.remove(SpoolEntry(seq, alert, None, spooled_at, self._sizes[seq]))
+                continue
             jpg = path.with_suffix(".jpg")
             jpeg = jpg.read_bytes() if jpg.exists() else None
-            return SpoolEntry(
-                seq, alert, jpeg, float(meta.get("spooled_at", 0.0)), self._sizes[seq]
-            )
+            return SpoolEntry(seq, alert, jpeg, spooled_at, self._sizes[seq])
         return None
 
     def remove(self, entry: SpoolEntry) -> None:
@@ -318,7 +349,7 @@ class SpoolingPublisher:
             entry = await asyncio.to_thread(self.spool.peek)
             if entry is None:
                 continue
-            age = time.time() - entry.spooled_at
+            age = self.spool.clock() - entry.spooled_at
             try:
                 if entry.jpeg is None:
                     result = await self.replayer.publish(entry.alert)

@@ -112,19 +112,21 @@ class _Follower:
         elif self._since is not None:
             cfg.deliver_policy = js_api.DeliverPolicy.BY_START_TIME
             cfg.opt_start_time = self._since
-        else:
-            assert self._new_from is not None
+        elif self._new_from is not None:
             cfg.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
             cfg.opt_start_seq = self._new_from
+        else:
+            cfg.deliver_policy = js_api.DeliverPolicy.NEW
         return cfg
 
     async def wait_for_stream(self, stop: asyncio.Event | None, poll_s: float = 1.0) -> bool:
-        """Wait until the alert stream exists (a tail started before any worker); False when
-        ``stop`` is set first."""
+        """Open the consumer, waiting until the alert stream exists (a tail started before any
+        worker); False when ``stop`` is set first. No stream info is asked for: people may
+        not (its subject list would show every grid)."""
         warned = False
         while stop is None or not stop.is_set():
             try:
-                await self._js.stream_info(ALERTS_STREAM)
+                await self.open()
                 return True
             except nats.js.errors.NotFoundError:
                 if not warned:
@@ -134,9 +136,6 @@ class _Follower:
         return False
 
     async def open(self) -> None:
-        if self._since is None and self._new_from is None:
-            info = await self._js.stream_info(ALERTS_STREAM)
-            self._new_from = info.state.last_seq + 1
         cfg = self._config()
         self._sub = await self._js.subscribe(
             self.subject,
@@ -146,6 +145,11 @@ class _Follower:
             idle_heartbeat=self._idle_heartbeat,
         )
         self._next_dseq = 1
+        if cfg.deliver_policy is js_api.DeliverPolicy.NEW:
+            # where "new" began, so a consumer recreated before anything arrived resumes there
+            info = await self._sub.consumer_info()
+            last = info.delivered.stream_seq if info.delivered is not None else 0
+            self._new_from = (last or 0) + 1
         log.debug(
             "following %s from %s",
             self.subject,
@@ -246,7 +250,6 @@ async def iter_alerts(
     try:
         if not await follower.wait_for_stream(stop):
             return
-        await follower.open()
         while stop is None or not stop.is_set():
             get = asyncio.ensure_future(follower.next())
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from typing import Any
 
 import nats
@@ -20,6 +21,18 @@ log = logging.getLogger(__name__)
 
 USER_ENV = "GW_NATS_USER"
 PASSWORD_ENV = "GW_NATS_PASSWORD"
+TLS_CA_ENV = "GW_NATS_TLS_CA"
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext | None:
+    """A client TLS context trusting ``ca_file`` (else ``$GW_NATS_TLS_CA``); None without one
+    (then TLS is still used, with the system's CAs, when a server requires it)."""
+    ca = ca_file or os.environ.get(TLS_CA_ENV)
+    if not ca:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 def resolve_credentials(
@@ -44,9 +57,11 @@ async def connect_as(
     connect_timeout: float = 5.0,
     max_reconnect_attempts: int = -1,
     reconnect_time_wait: float = 1.0,
+    tls_ca_file: str | None = None,
     **options: Any,
 ) -> NATS:
-    """Connect (and flush once) as ``user``; anonymous when ``user`` is None."""
+    """Connect (and flush once) as ``user``; anonymous when ``user`` is None. With a CA
+    (``tls_ca_file`` or ``$GW_NATS_TLS_CA``) the connection is TLS, the server verified."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats (%s): %s", name, exc)
@@ -69,6 +84,9 @@ async def connect_as(
     }
     if user is not None:
         opts.update(user=user, password=password or "", inbox_prefix=inbox_prefix(user))
+    ctx = tls_context(tls_ca_file)
+    if ctx is not None:
+        opts["tls"] = ctx
     opts.update(options)
     nc = await nats.connect(**opts)
     await nc.flush(timeout=max(1, round(connect_timeout)))

@@ -26,6 +26,11 @@ GRID_ROLES: frozenset[str] = frozenset({"responder", "grid_leader"})
 PERSON_ROLES: frozenset[str] = frozenset({"operator", "responder", "grid_leader"})
 """Roles that act on cases and receive notifications."""
 
+ServiceKind = Literal["worker", "cases", "snapshots", "notifier", "console"]
+SERVICE_KINDS: tuple[ServiceKind, ...] = ("worker", "cases", "snapshots", "notifier", "console")
+"""What a ``service`` account runs; each kind gets only the NATS subjects and JetStream API
+calls that process needs (:mod:`gridwatch.auth.natsconf`)."""
+
 BCRYPT_RE = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
 
 
@@ -57,6 +62,14 @@ class UserConfig(BaseModel):
         description="bcrypt hash of the password (`gridwatch users hash-password`); nats-server "
         "checks it at login.",
     )
+    service: ServiceKind | list[ServiceKind] | None = Field(
+        default=None,
+        title="Service",
+        description="For role service: what this account runs (worker, cases, snapshots, "
+        "notifier, console, or a list, e.g. [cases, snapshots] for `gridwatch cases serve`); "
+        "its NATS permissions are then that process's only. A service without it is "
+        "unrestricted: deprecated, `gridwatch config check` warns.",
+    )
     display_name: str = Field(default="", title="Display name", description="Shown on cases.")
     on_duty: bool = Field(
         default=True,
@@ -84,7 +97,19 @@ class UserConfig(BaseModel):
             raise ValueError(f"a {self.role} needs a grid")
         if self.role not in GRID_ROLES and self.grid is not None:
             raise ValueError(f"a {self.role} is not limited to a grid: remove 'grid'")
+        if self.service is not None and self.role != "service":
+            raise ValueError(f"a {self.role} runs no service: remove 'service'")
+        if isinstance(self.service, list) and not self.service:
+            raise ValueError("'service' needs at least one kind")
         return self
+
+    @property
+    def service_kinds(self) -> tuple[ServiceKind, ...]:
+        """The service kinds of a service account; () for people and unrestricted services."""
+        if self.service is None:
+            return ()
+        kinds = [self.service] if isinstance(self.service, str) else self.service
+        return tuple(k for k in SERVICE_KINDS if k in kinds)
 
     @property
     def grid_scoped(self) -> bool:

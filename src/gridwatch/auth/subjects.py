@@ -41,6 +41,18 @@ NOTIFIER_DURABLE = "gw_notifier"
 NOTIFIER_CASES_DURABLE = "gw_notifier_cases"
 CASE_OPENER_DURABLE = "gw_case_opener"
 
+SERVICE_CONSUMERS: dict[str, tuple[str, ...]] = {
+    CASE_OPENER_DURABLE: ("GW_ALERTS", "cases"),
+    NOTIFIER_DURABLE: ("GW_ALERTS", "notifier"),
+    NOTIFIER_CASES_DURABLE: (CASES_STREAM, "notifier"),
+}
+"""The services' durable consumers: name -> (stream, service kind that owns it). Nobody else may
+create, update, read the info of, pull from or delete them (the permission generator denies
+these names to every other identity)."""
+
+AUDIT_STREAM = "GW_AUDIT"
+"""The audit stream (created by the console, :mod:`gridwatch.console.audit`)."""
+
 
 def case_subject(grid_id: str, alert_id: str) -> str:
     """``gw.v1.cases.<grid>.<alert id>``: the events of one case."""

@@ -2,7 +2,7 @@
 
 A person's request goes to ``gw.v1.case-cmd.<grid>.<their name>`` (the only command subject
 their NATS permissions allow). Operators, who see every grid, may use the grid token
-``_all`` when they do not know a case's grid.
+``_all`` to list cases or look one up; a change is then sent on the case's own grid.
 """
 
 from __future__ import annotations
@@ -55,7 +55,12 @@ class CaseClient:
         return body
 
     async def _case(self, cmd: CaseCommand) -> Case:
-        body = await self._request(cmd)
+        grid = None
+        if self.grid == ALL_GRIDS and cmd.op != "get" and cmd.case_id:
+            # changes go to the case's own grid (the service refuses them through "_all")
+            found = await self._request(CaseCommand(op="get", case_id=cmd.case_id))
+            grid = Case.model_validate(found["case"]).grid_id
+        body = await self._request(cmd, grid)
         return Case.model_validate(body["case"])
 
     async def list(self, states: list[CaseState] | None = None, limit: int = 100) -> list[Case]:

@@ -386,6 +386,9 @@ class CaseService:
             return _reply(True, cases=[c.model_dump(mode="json") for c in cases[: cmd.limit]])
         if not cmd.case_id:
             raise CaseError("invalid", f"{cmd.op} needs a case_id")
+        if grid == ALL_GRIDS and cmd.op != "get":
+            # a change is made (and recorded) in the case's own grid, never through "_all"
+            raise CaseError("invalid", f"{cmd.op}: name the case's grid, not {ALL_GRIDS}")
         if cmd.op == "get":
             return _reply(True, case=self._find(grid, cmd.case_id, actor).model_dump(mode="json"))
         async with self._lock:

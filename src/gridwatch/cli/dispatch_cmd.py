@@ -88,7 +88,13 @@ async def _connect(
     if u and not p and prompt and sys.stdin.isatty():
         p = getpass.getpass(f"NATS password for {u} (or set ${PASSWORD_ENV}): ")
     nc = await connect_as(
-        url, user=u, password=p, name=name, max_reconnect_attempts=2, reconnect_time_wait=0.5
+        url,
+        user=u,
+        password=p,
+        name=name,
+        max_reconnect_attempts=2,
+        reconnect_time_wait=0.5,
+        tls_ca_file=cfg.nats.tls_ca_file if cfg else None,
     )
     return nc, u
 
@@ -125,21 +131,84 @@ def nats_config_cmd(
         str | None, typer.Option(help="host:port to listen on (default: from nats.url).")
     ] = None,
     monitor: Annotated[str | None, typer.Option(help="host:port of the monitoring port.")] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="Server certificate PEM: clients must use TLS.")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="Its private key PEM.")] = None,
+    tls_ca: Annotated[
+        str | None, typer.Option(help="CA PEM (`gridwatch nats-certs`); also verifies routes.")
+    ] = None,
+    server_name: Annotated[str, typer.Option(help="This node's server_name.")] = "gridwatch",
+    cluster_name: Annotated[str | None, typer.Option(help="Cluster name (a cluster node).")] = None,
+    cluster_listen: Annotated[
+        str | None, typer.Option(help="host:port of the route listener (default 0.0.0.0:6222).")
+    ] = None,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(help="host:port of a node's route port (repeat; its own is ignored)."),
+    ] = None,
+    route_tls: Annotated[
+        bool, typer.Option(help="Routes over TLS, both ends verified (needs the --tls-* files).")
+    ] = True,
 ) -> None:
     """Write a nats-server configuration: JetStream on, one user per configured user, each
-    confined to what their role and grid allow."""
-    from gridwatch.auth.natsconf import write_nats_config
+    confined to what their role and grid allow; with --tls-* TLS for clients (and routes)."""
+    from gridwatch.auth.natsconf import TlsFiles, security_warnings, write_nats_config
 
     cfg = _config(config)
     assert cfg is not None
     if not cfg.users:
         typer.echo("warning: the config has no users: the server will accept anyone", err=True)
-    path = write_nats_config(cfg, out, store_dir=store_dir, listen=listen, monitor=monitor)
+    for warning in security_warnings(cfg):
+        typer.echo(f"warning: {warning}", err=True)
+    tls_given = [v for v in (tls_cert, tls_key, tls_ca) if v]
+    if tls_given and len(tls_given) != 3:
+        raise _fail("TLS needs --tls-cert, --tls-key and --tls-ca together", 2)
+    tls = TlsFiles(tls_cert, tls_key, tls_ca) if tls_cert and tls_key and tls_ca else None
+    clustered = bool(cluster_name or cluster_listen or route)
+    if clustered and tls is None:
+        typer.echo(
+            "warning: cluster routes without TLS (give --tls-cert/--tls-key/--tls-ca)", err=True
+        )
+    path = write_nats_config(
+        cfg,
+        out,
+        store_dir=store_dir,
+        listen=listen,
+        monitor=monitor,
+        server_name=server_name,
+        tls=tls,
+        cluster_name=cluster_name,
+        cluster_listen=cluster_listen,
+        routes=route or (),
+        route_tls=tls if clustered and route_tls else None,
+    )
     roles: dict[str, int] = {}
     for u in cfg.users:
         roles[u.role] = roles.get(u.role, 0) + 1
     summary = ", ".join(f"{n} {r}" for r, n in sorted(roles.items())) or "no users"
-    typer.echo(f"wrote {path} ({summary})")
+    typer.echo(f"wrote {path} ({summary}{', TLS' if tls else ''})")
+
+
+def nats_certs_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PEM files.")],
+    host: Annotated[
+        list[str], typer.Option("--host", help="Server host name (repeat: one cert each).")
+    ],
+    san: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra name or IP in every certificate (e.g. localhost, 127.0.0.1)."),
+    ] = None,
+    days: Annotated[int, typer.Option(help="Validity in days.")] = 825,
+) -> None:
+    """Make the NATS TLS certificates: a CA (ca.pem, reused when present) and, per --host,
+    <host>.pem / <host>-key.pem for the client port and the cluster routes."""
+    from gridwatch.auth.certs import make_certs
+
+    issued = make_certs(out, host, extra_sans=san or [], days=days)
+    for c in issued:
+        typer.echo(f"wrote {c.cert} and {c.key}")
+    typer.echo(f"CA: {out / 'ca.pem'} (clients: nats.tls_ca_file; keep ca-key.pem offline)")
 
 
 # -- cases -----------------------------------------------------------------------------------------
@@ -503,5 +572,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(push_app, name="push")
     app.command("nats-config")(nats_config_cmd)
+    app.command("nats-certs")(nats_certs_cmd)
     app.command("notifier")(notifier_cmd)
     app.command("status")(status_cmd)

@@ -11,6 +11,8 @@
 ``GET  /api/grids/<grid>/responders``                   whom a case of the grid can go to
 ``GET  /api/cameras``, ``/api/cameras/<id>``            cameras with health (scoped)
 ``POST /api/push/subscribe``                            store this browser's Web Push subscription
+                                                        (public https endpoints only, a few per
+                                                        user: see notify.subscriptions)
 ``GET  /api/stats``                                     live feed counters (operators, admins)
 =====================================================  ==========================================
 
@@ -23,6 +25,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -40,8 +43,9 @@ from gridwatch.console.app import (
 )
 from gridwatch.console.feed import FeedClosed, LiveFeed, item_json, sse_event
 from gridwatch.console.wall import Wall
+from gridwatch.model import Alert
 from gridwatch.notify.snapshots import SnapshotRequestError
-from gridwatch.notify.subscriptions import validate_subscription
+from gridwatch.notify.subscriptions import check_endpoint, validate_subscription
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +152,19 @@ async def events(request: web.Request) -> web.StreamResponse:
         stats=c.stats,
         on_overflow=abort,
     )
+    # counted from here (before any await), so a burst of requests cannot pass the cap together
+    if not c.streams.reserve(user.name, session.id_hash, feed):
+        log.info("live feed of %s refused: %d open already", user.name, c.streams.per_user)
+        return _error(429, "too many live walls open for this user; close one", "busy")
     seed: list[Case] = []
     if user.is_person or user.role == "admin":
         try:
             seed = await c.backend.list_cases(user, scope.grid, OPEN_STATES)
         except CaseRequestError as e:
             log.info("wall of %s opens without the case service's open cases: %s", user.name, e)
+        except BaseException:
+            c.streams.discard(feed)
+            raise
     c.stats.clients += 1
     c.stats.connections += 1
     resp = web.StreamResponse(
@@ -207,6 +218,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     finally:
         c.stats.clients -= 1
         c.feeds.discard(feed)
+        c.streams.discard(feed)
         await feed.close()
     return resp
 
@@ -250,11 +262,17 @@ async def alert_detail(request: web.Request) -> web.StreamResponse:
         case_error = str(e)
     except ValueError:
         raise web.HTTPNotFound(text="not found") from None
-    try:
-        messages = await c.backend.alert_messages(grid, alert_id, case)
-        history = await c.backend.history(grid, alert_id) if case is not None else []
-    except ValueError:  # not a valid id token
-        raise web.HTTPNotFound(text="not found") from None
+    if case is None:
+        found = await _lookup_alert(request, grid, alert_id)
+        if isinstance(found, web.Response):
+            return found  # over the user's look-ups
+        messages, history = found, []
+    else:
+        try:
+            messages = await c.backend.alert_messages(grid, alert_id, case)
+            history = await c.backend.history(grid, alert_id)
+        except ValueError:  # not a valid id token
+            raise web.HTTPNotFound(text="not found") from None
     if case is None and not messages:
         raise web.HTTPNotFound(text="not found")
     wall = Wall(c.config.cases)
@@ -273,6 +291,46 @@ async def alert_detail(request: web.Request) -> web.StreamResponse:
             "case_error": case_error,
         }
     )
+
+
+_UNKNOWN_ALERTS_MAX = 10000
+
+
+async def _lookup_alert(
+    request: web.Request, grid: str, alert_id: str
+) -> list[tuple[dt.datetime, Alert]] | web.Response:
+    """The stored messages of an alert that has no case, or a refusal (429).
+
+    Without a case the whole grid's look-back is replayed, so: an id found unknown answers
+    404 from memory for ``alert_unknown_cache_s``, and each user gets
+    ``alert_lookups_per_minute`` replays (reserved before the replay, so concurrent requests
+    cannot pass the limit together); beyond that 429."""
+    c = console_of(request)
+    s = c.config.console
+    key = (grid, alert_id)
+    now = time.monotonic()
+    if c.unknown_alerts.get(key, 0.0) > now:
+        raise web.HTTPNotFound(text="not found")
+    who = f"user:{user_of(request).name}"
+    wait = c.alert_lookups.acquire(who)
+    if wait > 0:
+        return web.json_response(
+            {"error": "too many alert look-ups; try again shortly", "code": "busy"},
+            status=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    try:
+        messages = await c.backend.alert_messages(grid, alert_id, None)
+    except ValueError:  # not a valid id token
+        raise web.HTTPNotFound(text="not found") from None
+    finally:
+        c.alert_lookups.release(who)
+        c.alert_lookups.failed(who)  # (the window counts every replay, found or not)
+    if not messages and s.alert_unknown_cache_s > 0:
+        while len(c.unknown_alerts) >= _UNKNOWN_ALERTS_MAX:
+            del c.unknown_alerts[next(iter(c.unknown_alerts))]
+        c.unknown_alerts[key] = time.monotonic() + s.alert_unknown_cache_s
+    return messages
 
 
 def _responders(request: web.Request, grid: str) -> list[dict[str, Any]]:
@@ -406,12 +464,16 @@ async def push_subscribe(request: web.Request) -> web.StreamResponse:
     """Store this browser's ``PushSubscription.toJSON()`` for the user, in KV gw_push_subs
     (``<user>.<endpoint hash>``), where the notifier picks it up live."""
     c = console_of(request)
+    n = c.config.notify
     try:
         body = await request.json()
-        sub = validate_subscription(body if isinstance(body, dict) else {})
+        sub = validate_subscription(body)
+        await check_endpoint(sub["endpoint"], n.push_allow_endpoints)
     except (ValueError, json.JSONDecodeError) as e:
-        return _error(400, f"not a push subscription: {e}")
-    key = await c.backend.register_push(user_of(request), sub)
+        return _error(400, f"not a push subscription: {e}", "invalid")
+    key = await c.backend.register_push(
+        user_of(request), sub, max_per_user=n.push_max_subscriptions
+    )
     return web.json_response({"ok": True, "key": key})
 
 

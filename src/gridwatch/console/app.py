@@ -21,16 +21,20 @@ The JSON API and the live feed are in :mod:`.api`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import ipaddress
 import json
 import logging
 import re
+import time
+import unicodedata
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
@@ -45,7 +49,8 @@ from gridwatch.console.backend import ConsoleBackend
 from gridwatch.console.cameras import CameraDirectory, HealthMonitor
 from gridwatch.console.feed import FeedStats, LiveFeed
 from gridwatch.console.scope import CONSOLE_ROLES, Scope
-from gridwatch.console.sessions import LoginLimiter, Session, SessionStore
+from gridwatch.console.sessions import LoginLimiter, Session, SessionStore, UserShares
+from gridwatch.ingest.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +69,18 @@ CSP = (
 _BCRYPT_COST = re.compile(r"^\$2[aby]\$(\d\d)\$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LIVE_OFFER_PATH = re.compile(r"^/api/live/([^/]+)/offer$")
 
 
 class LiveHubLike(Protocol):
     """What the console needs of :class:`gridwatch.console.live.LiveHub` (built elsewhere)."""
 
     async def close(self) -> None: ...
+
+    async def hangup(self, session_id: str) -> bool: ...
+
+    def session_ids(self, camera_id: str | None = None) -> list[str]: ...
 
 
 @dataclass
@@ -92,6 +103,18 @@ class Console:
     vapid_public_key: str | None = None
     live_hub: LiveHubLike | None = None
     started: bool = False
+    trusted_proxies: list[IPNetwork] = field(default_factory=list)
+    streams: UserShares[LiveFeed] = field(default_factory=lambda: UserShares(4))
+    """Open live feeds (/api/events) per user and session."""
+    live_views: UserShares[object] = field(default_factory=lambda: UserShares(4))
+    """Live video sessions (their hub ids, or a placeholder while one is set up) per user."""
+    alert_lookups: LoginLimiter = field(
+        default_factory=lambda: LoginLimiter(max_failures=30, window_s=60.0)
+    )
+    """Alert look-ups that replay the stream, per user (a sliding window, like logins)."""
+    unknown_alerts: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(grid, alert id) looked up and not found -> monotonic time it stops being remembered."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def user_of(self, session: Session | None) -> UserConfig | None:
         if session is None:
@@ -123,7 +146,53 @@ def session_of(request: web.Request) -> Session:
 
 
 def client_of(request: web.Request) -> str:
-    return request.remote or ""
+    """The client's address: the peer's, or, when the peer is one of ``trusted_proxies``, the
+    nearest address in its forwarding header that is not itself a trusted proxy (a client
+    cannot choose it: what it writes in the header lies left of what the proxy appends)."""
+    peer = request.remote or ""
+    c = request.app.get(CONSOLE)
+    if c is None or not c.trusted_proxies:
+        return peer
+    peer_ip = _parse_address(peer)
+    if peer_ip is None or not _trusted(peer_ip, c.trusted_proxies):
+        return peer
+    if c.config.console.trusted_proxy_header == "Forwarded":
+        chain = [str(hop.get("for", "")) for hop in request.forwarded]
+    else:
+        chain = [
+            part
+            for value in request.headers.getall("X-Forwarded-For", [])
+            for part in value.split(",")
+        ]
+    client = peer
+    for raw in reversed(chain):
+        ip = _parse_address(raw)
+        if ip is None:
+            break
+        client = str(ip)
+        if not _trusted(ip, c.trusted_proxies):
+            break
+    return client
+
+
+def _parse_address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from a header value: ``1.2.3.4``, ``1.2.3.4:5678``, ``[2001:db8::1]:443``,
+    ``"[2001:db8::1]"`` or ``2001:db8::1``; None for anything else (``unknown``, garbage)."""
+    v = raw.strip().strip('"')
+    if v.startswith("["):
+        v = v[1 : v.find("]")] if "]" in v else ""
+    elif v.count(":") == 1:
+        v = v.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(v)
+    except ValueError:
+        return None
+
+
+def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: list[IPNetwork]) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == n.version and ip in n for n in nets)
 
 
 async def audit_or_log(
@@ -224,7 +293,91 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         with warnings.catch_warnings():  # the live routes' contract is request["user"]
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
             request["user"] = user
+        if request.method == "POST" and LIVE_OFFER_PATH.match(path):
+            return await _live_offer(request, handler, c, user, session)
     return await handler(request)
+
+
+# -- what a session holds open ------------------------------------------------------------------
+
+
+async def _live_offer(
+    request: web.Request, handler: Handler, c: Console, user: UserConfig, session: Session
+) -> web.StreamResponse:
+    """A live video offer within the user's share of viewers (``max_live_per_user``), its
+    session bound to the console session (a logout hangs it up), and a 502 that says nothing
+    about the camera's address (the redacted detail is logged)."""
+    _prune_live_views(c)
+    slot = object()  # counted while the camera opens, so concurrent offers cannot pass together
+    if not c.live_views.reserve(user.name, session.id_hash, slot):
+        return web.json_response(
+            {"error": f"at most {c.live_views.per_user} live videos at once; close one first"},
+            status=429,
+        )
+    try:
+        resp = await handler(request)
+    except BaseException:
+        c.live_views.discard(slot)
+        raise
+    live_id = None
+    if resp.status == 200 and isinstance(resp, web.Response) and resp.text:
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            live_id = json.loads(resp.text)["session"]
+    if isinstance(live_id, str):
+        c.live_views.replace(slot, live_id)
+        if not c.sessions.alive(session):  # logged out while the camera was opening
+            await end_session_resources(c, session.id_hash)
+    else:
+        c.live_views.discard(slot)
+    if resp.status == 502:
+        detail = resp.text if isinstance(resp, web.Response) else None
+        log.warning(
+            "live view for %s: camera unavailable: %s", user.name, redact_text(detail or "")
+        )
+        return web.json_response({"error": "the camera cannot be shown right now"}, status=502)
+    return resp
+
+
+def _prune_live_views(c: Console) -> None:
+    """Forget live sessions the hub no longer has (hung up, failed, timed out)."""
+    if c.live_hub is None:
+        return
+    alive = set(c.live_hub.session_ids())
+    for item, _user, _sid in c.live_views.items():
+        if isinstance(item, str) and item not in alive:
+            c.live_views.discard(item)
+
+
+async def end_session_resources(c: Console, session_id: str) -> None:
+    """End what one console session (``Session.id_hash``) holds open: its live feeds stop
+    (the page reconnects and finds itself logged out) and its live videos are hung up."""
+    for feed in c.streams.of_session(session_id):
+        feed.stop()
+    for item in c.live_views.of_session(session_id):
+        if not isinstance(item, str):
+            continue  # still opening: hung up when its offer returns
+        c.live_views.discard(item)
+        if c.live_hub is not None:
+            try:
+                await c.live_hub.hangup(item)
+            except Exception:  # one failed hang-up must not keep the others up
+                log.exception("live session %s: hang-up at logout failed", item[:8])
+
+
+async def _sweep_sessions(c: Console) -> None:
+    """Hang up the live videos of sessions that expired (a logout does it at once)."""
+    while True:
+        await asyncio.sleep(min(c.config.console.sse_heartbeat_s, 15.0))
+        try:
+            _prune_live_views(c)
+            ended = {sid for _, _, sid in c.live_views.items() if not c.sessions.alive_id(sid)}
+            for sid in ended:
+                await end_session_resources(c, sid)
+            now = time.monotonic()
+            for key in [k for k, until in c.unknown_alerts.items() if until <= now]:
+                del c.unknown_alerts[key]
+        except Exception:
+            log.exception("session sweep failed")
 
 
 # -- login and pages --------------------------------------------------------------------------
@@ -251,7 +404,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except (ValueError, AttributeError):
         raise web.HTTPBadRequest(text="bad login request") from None
     keys = (f"user:{name}", f"ip:{client_of(request)}")
-    wait = c.limiter.retry_after(*keys)
+    wait = c.limiter.acquire(*keys)  # reserved before bcrypt: a burst cannot pass together
     if wait > 0:
         await audit_or_log(request, "login", "login_refused", None, user=name)
         return web.json_response(
@@ -261,7 +414,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     user = c.users.get(name)
     candidate = user.password_hash if user is not None else c.dummy_hash
-    ok = await asyncio.to_thread(verify_password, password, candidate)
+    try:
+        ok = await asyncio.to_thread(verify_password, password, candidate)
+    finally:
+        c.limiter.release(*keys)  # (failed/succeeded follow with no await in between)
     if not ok or user is None or user.role not in CONSOLE_ROLES:
         c.limiter.failed(*keys)
         grid = user.grid if user is not None else None
@@ -272,9 +428,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     request[USER] = user
     request[SESSION] = session
     await audit_or_log(request, "login", "login", user.grid)
-    nxt = str(body.get("next") or "")
-    if not nxt.startswith("/") or nxt.startswith(("//", "/login")) or "\\" in nxt:
-        nxt = "/m/" if user.grid_scoped else "/"
+    nxt = safe_next(body.get("next"), "/m/" if user.grid_scoped else "/")
     resp = web.json_response({"ok": True, "next": nxt, "csrf": session.csrf})
     resp.set_cookie(
         COOKIE,
@@ -288,10 +442,42 @@ async def login(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def safe_next(nxt: object, default: str) -> str:
+    """Where to go after login: ``nxt`` when it is a path of this console, else ``default``.
+
+    Refused: anything but a string starting with one ``/``; whitespace or control characters
+    anywhere (browsers strip tabs and newlines, so ``/\t/evil.example`` becomes
+    ``//evil.example``); backslashes (read as ``/``); a scheme or host; a path that starts
+    with ``//`` once percent-decoded or once its dot segments are resolved; the login page.
+
+    >>> [safe_next(n, "/") for n in ("/cameras?x=1", "/\t/evil.example", "//evil.example",
+    ...     "/\\evil.example", "https://evil.example", "/%2F/evil.example", "/.//evil")]
+    ['/cameras?x=1', '/', '/', '/', '/', '/', '/']
+    """
+    if not isinstance(nxt, str) or not 0 < len(nxt) <= 2048:
+        return default
+    decoded = unquote(nxt)
+    for text in (nxt, decoded):
+        if "\\" in text or any(
+            ch.isspace() or unicodedata.category(ch)[0] in ("C", "Z") for ch in text
+        ):
+            return default
+        if not text.startswith("/") or text.startswith("//"):
+            return default
+    u = urlsplit(urljoin("http://console.invalid/", nxt))
+    if (u.scheme, u.netloc) != ("http", "console.invalid") or u.path.startswith("//"):
+        return default
+    if u.path == "/login" or u.path.startswith("/login/"):
+        return default
+    return urlunsplit(("", "", u.path, u.query, u.fragment))
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
     c = console_of(request)
     await audit_or_log(request, "login", "logout", user_of(request).grid)
-    c.sessions.delete(request.cookies.get(COOKIE))
+    ended = c.sessions.delete(request.cookies.get(COOKIE))
+    if ended is not None:
+        await end_session_resources(c, ended.id_hash)
     resp = web.json_response({"ok": True, "next": "/login"})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -397,7 +583,12 @@ def create_app(
         config=config,
         nc=nc,
         backend=ConsoleBackend(nc, timeout=s.request_timeout_s, lookback_s=s.wall_lookback_s),
-        audit=AuditLog(nc.jetstream(), timeout=s.request_timeout_s),
+        audit=AuditLog(
+            nc.jetstream(),
+            timeout=s.request_timeout_s,
+            login_window_s=s.audit_login_window_s,
+            login_max_keys=s.audit_login_max_keys,
+        ),
         cameras=cameras or CameraDirectory(config, nc, live_sub_stream=s.live_sub_stream),
         health=HealthMonitor(nc, stale_s=s.health_stale_s),
         sessions=SessionStore(
@@ -408,6 +599,10 @@ def create_app(
         dummy_hash=_dummy_hash(people),
         vapid_public_key=_vapid_public_key(config),
         live_hub=live_hub,
+        trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in s.trusted_proxies],
+        streams=UserShares(s.max_streams_per_user),
+        live_views=UserShares(s.max_live_per_user),
+        alert_lookups=LoginLimiter(max_failures=s.alert_lookups_per_minute, window_s=60.0),
     )
     app = web.Application(middlewares=[_security_headers, _auth], client_max_size=256 * 1024)
     app[CONSOLE] = console
@@ -453,18 +648,30 @@ async def _start(app: web.Application) -> None:
         else a.snapshot_retention_days * 86400,
     )
     await ensure_case_infra(js, retention_days=c.config.cases.retention_days)
-    await ensure_audit_stream(js, retention_days=c.config.console.audit_retention_days)
+    cs = c.config.console
+    await ensure_audit_stream(
+        js,
+        retention_days=cs.audit_retention_days,
+        max_bytes=cs.audit_max_bytes,
+        max_msgs=cs.audit_max_msgs,
+    )
     await c.cameras.start()
     await c.health.start()
+    task = asyncio.create_task(_sweep_sessions(c), name="console-session-sweep")
+    c.tasks.add(task)
+    task.add_done_callback(c.tasks.discard)
     c.started = True
 
 
 async def _end_feeds(app: web.Application) -> None:
     for feed in list(app[CONSOLE].feeds):
         feed.stop()
+    for task in list(app[CONSOLE].tasks):
+        task.cancel()
 
 
 async def _stop(app: web.Application) -> None:
     c = app[CONSOLE]  # (the live routes close the live hub themselves)
+    await c.audit.close()  # writes the failed-login counts still held
     await c.health.stop()
     await c.cameras.stop()

@@ -3,12 +3,10 @@
 Who looked at an unblurred picture of people, and who moved which case, must be answerable
 months later and must not depend on a log file on one machine. So every such record is a
 JetStream message, published with an acknowledgement: the console serves a full snapshot only
-after its audit record is stored (no record, no picture).
+after its audit record is stored (no record, no picture), and so does the snapshot service for
+its own record (``gw.v1.audit.snapshot.<grid>``, see :mod:`gridwatch.notify.snapshots`).
 
-The stream takes every subject under ``gw.v1.audit.>``, so the snapshot service's own records
-(``gw.v1.audit.snapshot.<grid>``, published without an ack, see
-:mod:`gridwatch.notify.snapshots`) are kept in it too once the stream exists. Kinds the console
-writes:
+Kinds the console writes:
 
 * ``view``: a full (unblurred) snapshot was served (``what: snapshot_full``);
 * ``case``: a case action (``what: acknowledge|dispatch|on_scene|resolve``, with the outcome);
@@ -17,18 +15,40 @@ writes:
 
 Each record: ``kind``, ``what``, ``user``, ``role``, ``grid``, ``at`` (UTC ISO-8601), ``client``
 (address), ``session`` (a short non-secret handle) and what it is about.
+
+**Integrity.** The stream is created (and an existing one converged) with ``deny_delete`` and
+``deny_purge`` (no message delete or purge through the JetStream API; nats-server accepts
+setting both on an update and refuses to clear them again), roll-up headers off, and limits
+on age, bytes and records. Converging never shortens history: an existing stream that keeps
+records longer or allows more bytes/records than this console's config keeps its limits, with
+a warning; a size cap is only added to an uncapped stream when what it holds already fits.
+Who may publish on ``gw.v1.audit.>`` or manage the stream is decided by the NATS permissions
+(:mod:`gridwatch.auth.natsconf`), not here.
+
+**Floods.** Failed and refused logins cost an attacker nothing, so they are not one record
+each: per (what, name, address) and window (``console.audit_login_window_s``) the first is
+written at once (``count: 1``) and the rest are counted and written as one record
+(``aggregated: true``, ``count``, ``first_at``, ``last_at``) when the window ends. At most
+``console.audit_login_max_keys`` pairs are tracked per window; failures beyond them are
+counted under one overflow record (``user``/``client`` ``*``). So a window writes at most
+``2 * max_keys + 2`` login-failure records whatever the flood, and memory stays bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 
 from gridwatch.alerts.streams import converge_stream
 from gridwatch.auth.subjects import ALL_GRIDS, AUDIT_PREFIX, audit_subject
@@ -37,10 +57,26 @@ log = logging.getLogger(__name__)
 
 AUDIT_STREAM = "GW_AUDIT"
 DAY_S = 86400.0
+DEFAULT_MAX_BYTES = 8 * 1024**3
+DEFAULT_MAX_MSGS = 50_000_000
+AGGREGATED = frozenset({("login", "login_failed"), ("login", "login_refused")})
+"""(kind, what) of the records that are aggregated per window (see the module docstring)."""
+OVERFLOW = "*"
 
 
-async def ensure_audit_stream(js: JetStreamContext, *, retention_days: float = 365.0) -> None:
-    """Create stream GW_AUDIT (file storage, ``retention_days``) or converge its max age."""
+def _unlimited(v: float | int | None) -> bool:
+    return v is None or v <= 0
+
+
+async def ensure_audit_stream(
+    js: JetStreamContext,
+    *,
+    retention_days: float = 365.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_msgs: int = DEFAULT_MAX_MSGS,
+    replicas: int = 1,
+) -> js_api.StreamInfo:
+    """Create stream GW_AUDIT or converge it, never shortening its history (module docstring)."""
     max_age = retention_days * DAY_S
     cfg = js_api.StreamConfig(
         name=AUDIT_STREAM,
@@ -50,17 +86,86 @@ async def ensure_audit_stream(js: JetStreamContext, *, retention_days: float = 3
         storage=js_api.StorageType.FILE,
         discard=js_api.DiscardPolicy.OLD,
         max_age=max_age,
-        num_replicas=1,
+        max_bytes=max_bytes,
+        max_msgs=max_msgs,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        num_replicas=replicas,
     )
-    await converge_stream(js, AUDIT_STREAM, {"max_age": max_age}, create=cfg)
+    owned: dict[str, object] = {
+        "deny_delete": True,
+        "deny_purge": True,
+        "allow_rollup_hdrs": False,
+    }
+    try:
+        info = await js.stream_info(AUDIT_STREAM)
+    except NotFoundError:
+        info = None
+    if info is None:
+        owned.update(max_age=max_age, max_bytes=max_bytes, max_msgs=max_msgs)
+    else:
+        have = info.config
+        held_bytes, held_msgs = int(info.state.bytes or 0), int(info.state.messages or 0)
+        if not _unlimited(have.max_age) and float(have.max_age or 0) < max_age - 1e-6:
+            owned["max_age"] = max_age  # longer: fine
+        elif _unlimited(have.max_age) or float(have.max_age or 0) > max_age + 1e-6:
+            log.warning(
+                "stream %s keeps audit records %s; this config asks for %.4g days: the longer "
+                "retention is kept (shorten it by hand if that is really wanted)",
+                AUDIT_STREAM,
+                "forever"
+                if _unlimited(have.max_age)
+                else f"{(have.max_age or 0) / DAY_S:.4g} days",
+                retention_days,
+            )
+        for key, want, held in (
+            ("max_bytes", max_bytes, held_bytes),
+            ("max_msgs", max_msgs, held_msgs),
+        ):
+            cur = getattr(have, key)
+            if _unlimited(cur):
+                if held <= want:
+                    owned[key] = want  # a cap on a stream it does not cut into yet
+                else:
+                    log.warning(
+                        "stream %s holds %d (%s), more than this config's cap %d: left "
+                        "uncapped so no record is dropped",
+                        AUDIT_STREAM, held, key, want,
+                    )  # fmt: skip
+            elif cur < want:
+                owned[key] = want
+            elif cur > want:
+                log.warning(
+                    "stream %s has %s %d, larger than this config's %d: kept",
+                    AUDIT_STREAM, key, cur, want,
+                )  # fmt: skip
+    return await converge_stream(js, AUDIT_STREAM, owned, create=cfg)
 
 
 class AuditError(RuntimeError):
     """An audit record could not be stored (what it guards must not happen)."""
 
 
+@dataclass
+class _Tally:
+    grid: str | None
+    fields: dict[str, Any]
+    first_at: str
+    last_at: str
+    pending: int = 0
+    total: int = 1
+
+
+@dataclass
+class _Window:
+    started: float
+    tallies: dict[tuple[str, str, str], _Tally] = field(default_factory=dict)
+
+
 class AuditLog:
-    """Writes audit records to GW_AUDIT, each acknowledged by the server."""
+    """Writes audit records to GW_AUDIT, each acknowledged by the server; failed and refused
+    logins aggregated per window (module docstring). :meth:`close` writes what is counted."""
 
     def __init__(
         self,
@@ -68,15 +173,35 @@ class AuditLog:
         *,
         timeout: float = 5.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        login_window_s: float = 300.0,
+        login_max_keys: int = 256,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.js = js
         self.timeout = timeout
         self.clock = clock
+        self.login_window_s = login_window_s
+        self.login_max_keys = login_max_keys
+        self.monotonic = monotonic
         self.written = 0
         self.failed = 0
+        self.aggregated = 0
+        """Failures counted into an aggregate instead of a record of their own."""
+        self._window: _Window | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._pending_writes: set[asyncio.Task[None]] = set()
 
     async def record(self, kind: str, what: str, grid: str | None, **fields: Any) -> None:
-        """Store one record; :class:`AuditError` when the server did not acknowledge it."""
+        """Store one record; :class:`AuditError` when the server did not acknowledge it.
+
+        Failed and refused logins may be counted into a later record instead (returns at once).
+        """
+        if (kind, what) in AGGREGATED:
+            await self._aggregate(kind, what, grid, fields)
+            return
+        await self._write(kind, what, grid, fields)
+
+    async def _write(self, kind: str, what: str, grid: str | None, fields: dict[str, Any]) -> None:
         body = {
             "kind": kind,
             "what": what,
@@ -98,3 +223,85 @@ class AuditLog:
             raise AuditError(f"audit record not stored: {e}") from e
         self.written += 1
         log.info("AUDIT %s %s by %s (%s)", kind, what, fields.get("user"), body["grid"])
+
+    # -- aggregation of failed and refused logins -------------------------------------------
+
+    async def _aggregate(
+        self, kind: str, what: str, grid: str | None, fields: dict[str, Any]
+    ) -> None:
+        now = self.monotonic()
+        window = self._window
+        if window is None or now - window.started >= self.login_window_s:
+            if window is not None and window.tallies:
+                self._schedule(window)  # ended; its counts are written in the background
+            window = self._window = _Window(now)
+        at = self.clock().isoformat()
+        key = (what, str(fields.get("user")), str(fields.get("client")))
+        tally = window.tallies.get(key)
+        if tally is None and len(window.tallies) >= self.login_max_keys:
+            key = (what, OVERFLOW, OVERFLOW)
+            tally = window.tallies.get(key)
+            if tally is None:
+                grid = None
+                fields = {**fields, "user": OVERFLOW, "client": OVERFLOW, "overflow": True}
+        if tally is not None:
+            tally.pending += 1
+            tally.total += 1
+            tally.last_at = at
+            self.aggregated += 1
+            self._ensure_flusher()
+            return
+        window.tallies[key] = _Tally(grid, dict(fields), at, at)
+        self._ensure_flusher()
+        await self._write(kind, what, grid, {**fields, "count": 1, "window_s": self.login_window_s})
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="audit-login-flush")
+
+    def _schedule(self, window: _Window) -> None:
+        task = asyncio.create_task(self._write_window(window), name="audit-login-window")
+        self._pending_writes.add(task)
+        task.add_done_callback(self._pending_writes.discard)
+
+    async def _flush_loop(self) -> None:
+        while (window := self._window) is not None:
+            delay = window.started + self.login_window_s - self.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self._window = None
+            await self._write_window(window)
+
+    async def _write_window(self, window: _Window) -> None:
+        for (what, _, _), t in list(window.tallies.items()):
+            if t.pending <= 0:
+                continue
+            fields = {
+                **t.fields,
+                "count": t.pending,
+                "aggregated": True,
+                "first_at": t.first_at,
+                "last_at": t.last_at,
+                "window_s": self.login_window_s,
+            }
+            with contextlib.suppress(AuditError):  # logged by _write, counted in failed
+                await self._write("login", what, t.grid, fields)
+
+    async def flush(self) -> None:
+        """Write the counts of the current window now and start a new one."""
+        window, self._window = self._window, None
+        if window is not None:
+            await self._write_window(window)
+        for task in list(self._pending_writes):
+            with contextlib.suppress(Exception):
+                await task
+
+    async def close(self) -> None:
+        """Stop the background flusher and write what is still counted."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._flusher
+            self._flusher = None
+        await self.flush()

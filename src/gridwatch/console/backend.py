@@ -116,7 +116,12 @@ class ConsoleBackend:
         except nats.errors.TimeoutError as e:
             raise SnapshotRequestError("timeout", "the snapshot service did not answer") from e
 
-    async def register_push(self, user: UserConfig, subscription: dict[str, Any]) -> str:
-        """Store a browser's Web Push subscription where the notifier reads them."""
+    async def register_push(
+        self, user: UserConfig, subscription: dict[str, Any], *, max_per_user: int | None = None
+    ) -> str:
+        """Store a browser's Web Push subscription where the notifier reads them (with
+        ``max_per_user``, the user's oldest beyond it are removed)."""
         await ensure_push_bucket(self.js)
-        return await register_subscription(self.js, user.name, subscription)
+        return await register_subscription(
+            self.js, user.name, subscription, max_per_user=max_per_user
+        )

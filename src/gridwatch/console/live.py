@@ -20,6 +20,14 @@ rule: a grid-scoped user (responder, grid leader) may only watch cameras of thei
 as told by the ``camera_grid`` callable given to :class:`LiveHub` (without it, grid-scoped
 users are refused every camera: fail closed).
 
+Privacy: every frame goes through the camera's privacy masks (``camera_masks``; see
+:mod:`gridwatch.console.live_source`). Roles that get blurred snapshots (not in
+``notify.full_snapshot_roles``) get the camera's :class:`BlurredVideoTrack` (people pixelated,
+the whole picture when the detector has no fresh look), or a 403 with
+``console.live_blurred_roles: refuse``. Every view is audited (``gw.v1.audit.view.<grid>``,
+``what: live``, with the camera and whether it was blurred) before the answer goes out: no
+record, no video (503).
+
 All state lives in the :class:`LiveHub` instance; there are no module globals.
 """
 
@@ -30,9 +38,10 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiortc import (
@@ -47,7 +56,14 @@ from aiortc.contrib.media import MediaRelay
 
 from gridwatch.auth.models import UserConfig
 from gridwatch.console.live_ice import check_ice_host, restrict_host_candidates
-from gridwatch.console.live_source import CameraUnavailable, LiveVideoSource
+from gridwatch.console.live_source import (
+    BlurredVideoTrack,
+    CameraUnavailable,
+    FindPeople,
+    LiveVideoSource,
+    PeopleFinder,
+)
+from gridwatch.ingest.masks import PointNorm
 
 __all__ = [
     "BadOffer",
@@ -95,6 +111,9 @@ class _Feed:
     source: LiveVideoSource
     relay: MediaRelay
     sessions: set[str] = field(default_factory=set)
+    blurred: BlurredVideoTrack | None = None
+    """People pixelated, for blurred roles: made with the first such viewer, shared."""
+    blurred_relay: MediaRelay | None = None
 
 
 @dataclass
@@ -108,6 +127,7 @@ class _Session:
     track: MediaStreamTrack
     started_mono: float
     watchdog: asyncio.Task[None] | None = None
+    blurred: bool = False
 
 
 class LiveHub:
@@ -133,11 +153,16 @@ class LiveHub:
         connect_timeout_s: float = 20.0,
         close_timeout_s: float = 5.0,
         max_viewers: int = 16,
+        camera_masks: Callable[[str], Sequence[Sequence[PointNorm]]] | None = None,
+        find_people: FindPeople | None = None,
     ) -> None:
         if max_viewers < 1:
             raise ValueError("max_viewers must be at least 1")
         self._resolve_url = resolve_url
         self._camera_grid = camera_grid
+        self._camera_masks = camera_masks
+        self._find_people = find_people
+        self._blur_executor: ThreadPoolExecutor | None = None
         self._ice_host = check_ice_host(ice_host) if ice_host is not None else None
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -167,6 +192,9 @@ class LiveHub:
         grid = self._camera_grid(camera_id)
         return grid is not None and user.may_see_grid(grid)
 
+    def grid_of(self, camera_id: str) -> str | None:
+        return self._camera_grid(camera_id) if self._camera_grid is not None else None
+
     def viewers(self, camera_id: str) -> int:
         """Sessions on ``camera_id`` (negotiating or connected)."""
         feed = self._feeds.get(camera_id)
@@ -182,8 +210,11 @@ class LiveHub:
 
     # -- offer/answer ------------------------------------------------------------------------
 
-    async def answer(self, camera_id: str, sdp: str, type: str, viewer: str) -> dict[str, str]:
+    async def answer(
+        self, camera_id: str, sdp: str, type: str, viewer: str, *, blurred: bool = False
+    ) -> dict[str, str]:
         """Answer a browser's offer for ``camera_id``: {"sdp", "type", "session"}.
+        ``blurred``: the viewer gets people pixelated (see :class:`BlurredVideoTrack`).
 
         Raises :class:`UnknownCamera`, :class:`BadOffer`, :class:`CameraUnavailable` (502),
         :class:`LiveBusy` or :class:`NegotiationTimeout`; on any failure nothing is left
@@ -204,7 +235,7 @@ class LiveHub:
             feed = self._feeds.get(camera_id)
             if feed is None:
                 feed = await self._open_feed(camera_id, url)
-            session = self._new_session(feed, viewer)
+            session = self._new_session(feed, viewer, blurred=blurred)
         opened = time.monotonic()
         if self._closed:  # close() ran while the source was opening
             await self.hangup(session.id)
@@ -221,9 +252,10 @@ class LiveHub:
             await self.hangup(session.id)
             raise
         log.info(
-            "live: %s watches %s (session %s; source ready in %.0f ms, answer in %.0f ms)",
+            "live: %s watches %s%s (session %s; source ready in %.0f ms, answer in %.0f ms)",
             viewer,
             camera_id,
+            " blurred" if blurred else "",
             session.id[:8],
             1000 * (opened - started),
             1000 * (time.monotonic() - opened),
@@ -232,7 +264,11 @@ class LiveHub:
 
     async def _open_feed(self, camera_id: str, url: str) -> _Feed:
         source = LiveVideoSource(
-            camera_id, url, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s
+            camera_id,
+            url,
+            open_timeout_s=self.open_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            masks=self._camera_masks(camera_id) if self._camera_masks is not None else (),
         )
         self.sources_started += 1
         try:
@@ -245,15 +281,41 @@ class LiveHub:
         log.info("live: source %s opened", camera_id)
         return feed
 
-    def _new_session(self, feed: _Feed, viewer: str) -> _Session:
+    def _blurred_track(self, feed: _Feed) -> MediaStreamTrack:
+        """A viewer's subscription to the camera's blurred track (made on first use)."""
+        if feed.blurred is None or feed.blurred_relay is None:
+            if self._find_people is None:
+                self._find_people = PeopleFinder()
+            if self._blur_executor is None:  # one look at a time, every camera together
+                self._blur_executor = ThreadPoolExecutor(1, thread_name_prefix="live-blur")
+            feed.blurred = BlurredVideoTrack(
+                feed.relay.subscribe(feed.source, buffered=False),
+                self._find_people,
+                self._blur_executor,
+            )
+            feed.blurred_relay = MediaRelay()
+        return feed.blurred_relay.subscribe(feed.blurred, buffered=False)
+
+    def blurred_track(self, camera_id: str) -> BlurredVideoTrack | None:
+        """The running blurred track of ``camera_id`` (its counters say what it did)."""
+        feed = self._feeds.get(camera_id)
+        return feed.blurred if feed is not None else None
+
+    def _new_session(self, feed: _Feed, viewer: str, *, blurred: bool = False) -> _Session:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # [] : no (Google) STUN default
+        track = (
+            self._blurred_track(feed)
+            if blurred
+            else feed.relay.subscribe(feed.source, buffered=False)
+        )
         session = _Session(
             id=secrets.token_urlsafe(16),
             camera_id=feed.camera_id,
             viewer=viewer,
             pc=pc,
-            track=feed.relay.subscribe(feed.source, buffered=False),
+            track=track,
             started_mono=time.monotonic(),
+            blurred=blurred,
         )
         self._sessions[session.id] = session
         feed.sessions.add(session.id)
@@ -329,6 +391,8 @@ class LiveHub:
             if not feed.sessions:
                 last = True
                 del self._feeds[session.camera_id]
+                if feed.blurred is not None:
+                    feed.blurred.stop()
                 feed.source.stop()
         log.info(
             "live: %s left %s after %.1f s%s",
@@ -363,6 +427,8 @@ class LiveHub:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._blur_executor is not None:
+            self._blur_executor.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -391,8 +457,49 @@ def _user(request: web.Request) -> UserConfig | None:
     return user if isinstance(user, UserConfig) else None
 
 
-def register_live_routes(app: web.Application, hub: LiveHub) -> None:
+LiveAudit = Callable[[web.Request, str, str | None, bool, str], Awaitable[bool]]
+"""(request, camera id, grid, blurred, live session id) → whether the record was stored."""
+
+
+async def _log_only_audit(
+    request: web.Request, camera_id: str, grid: str | None, blurred: bool, session: str
+) -> bool:
+    user = _user(request)
+    log.info(
+        "AUDIT live view of %s (%s) by %s, %s (no audit stream: logged only)",
+        camera_id,
+        grid,
+        user.name if user else None,
+        "blurred" if blurred else "clear",
+    )
+    return True
+
+
+async def _console_audit(
+    request: web.Request, camera_id: str, grid: str | None, blurred: bool, session: str
+) -> bool:
+    from gridwatch.console.app import audit_or_log
+
+    return await audit_or_log(
+        request, "view", "live", grid, camera=camera_id, blurred=blurred, live_session=session[:8]
+    )
+
+
+def register_live_routes(
+    app: web.Application,
+    hub: LiveHub,
+    *,
+    full_roles: Collection[str] | None = None,
+    blurred_roles: Literal["blur", "refuse"] | None = None,
+    audit: LiveAudit | None = None,
+) -> None:
     """Add the live-view API to the console app, and close ``hub`` on app shutdown.
+
+    Roles in ``full_roles`` see the camera clear (masks painted); the others get people
+    blurred, or 403 when ``blurred_roles`` is ``refuse``. Each view is audited by ``audit``
+    before its answer goes out (503 and no video when that fails). In the console app they
+    default to ``notify.full_snapshot_roles``, ``console.live_blurred_roles`` and the
+    console's audit log (GW_AUDIT); elsewhere to operators only, blur, and a log line.
 
     ``POST /api/live/{camera_id}/offer`` with JSON ``{"sdp", "type": "offer"}`` answers
     ``{"sdp", "type", "session"}``; errors are JSON ``{"error": message}`` with 400 (bad
@@ -401,6 +508,20 @@ def register_live_routes(app: web.Application, hub: LiveHub) -> None:
     ``DELETE /api/live/{camera_id}/{session}`` hangs up one of the user's own sessions: 204,
     or 404 when there is no such session of theirs.
     """
+
+    from gridwatch.console.app import CONSOLE
+    from gridwatch.notify.settings import NotifyConfig
+
+    console = app.get(CONSOLE)
+    if console is not None:
+        config = console.config
+        full = frozenset(config.notify.full_snapshot_roles if full_roles is None else full_roles)
+        refuse = (blurred_roles or config.console.live_blurred_roles) == "refuse"
+        audit_view = audit or _console_audit
+    else:
+        full = frozenset(NotifyConfig().full_snapshot_roles if full_roles is None else full_roles)
+        refuse = blurred_roles == "refuse"
+        audit_view = audit or _log_only_audit
 
     async def offer(request: web.Request) -> web.StreamResponse:
         user = _user(request)
@@ -411,6 +532,9 @@ def register_live_routes(app: web.Application, hub: LiveHub) -> None:
             return _error(404, f"no camera {camera_id!r}")
         if not hub.may_view(user, camera_id):
             return _error(403, f"camera {camera_id!r} is not in your grid")
+        blurred = user.role not in full
+        if blurred and refuse:
+            return _error(403, f"live video is not shown to the {user.role} role")
         try:
             body = await request.json()
         except ValueError:
@@ -420,12 +544,20 @@ def register_live_routes(app: web.Application, hub: LiveHub) -> None:
         ):
             return _error(400, "expected a JSON body {sdp, type}")
         try:
-            answer = await hub.answer(camera_id, body["sdp"], body["type"], viewer=user.name)
+            answer = await hub.answer(
+                camera_id, body["sdp"], body["type"], viewer=user.name, blurred=blurred
+            )
         except LiveError as exc:
             return _error(exc.status, str(exc))
         except CameraUnavailable as exc:
             log.warning("live: %s", exc)
             return _error(502, str(exc))
+        # no record, no video: the browser cannot connect without this answer
+        if not await audit_view(
+            request, camera_id, hub.grid_of(camera_id), blurred, answer["session"]
+        ):
+            await hub.hangup(answer["session"])
+            return _error(503, "the view could not be audited; try again later")
         return web.json_response(answer)
 
     async def hangup(request: web.Request) -> web.StreamResponse:

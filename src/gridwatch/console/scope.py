@@ -27,7 +27,7 @@ from aiohttp import web
 
 from gridwatch.alerts.subjects import TOKEN_RE, alert_filter
 from gridwatch.auth.models import UserConfig
-from gridwatch.auth.subjects import case_filter
+from gridwatch.auth.subjects import ALL_GRIDS, case_filter
 
 CONSOLE_ROLES: frozenset[str] = frozenset({"operator", "responder", "grid_leader", "admin"})
 """Roles that may log in to the console (service accounts are not people)."""
@@ -60,7 +60,11 @@ class Scope:
         return self.grid is None
 
     def allows(self, grid_id: str) -> bool:
-        """Whether ``grid_id`` is inside this scope."""
+        """Whether ``grid_id`` is inside this scope. The reserved ``_all`` (every grid, in the
+        services' subjects) names no grid: never inside a scope, so never in a URL or an
+        action (404), and never audited as one."""
+        if grid_id == ALL_GRIDS:
+            return False
         if self.grid is None:
             return bool(TOKEN_RE.fullmatch(grid_id))
         return grid_id == self.grid

@@ -31,7 +31,14 @@ def make_live_hub(cameras: CameraDirectory, ice_host: str | None = None) -> Any 
     except ImportError as e:
         log.warning("live video is not available: %s", e)
         return None
-    return live.LiveHub(cameras.live_url, ice_host=ice_host, camera_grid=cameras.grid_of)
+
+    def masks(camera_id: str) -> list[list[tuple[float, float]]]:
+        cam = cameras.get(camera_id)
+        return [list(m.polygon) for m in cam.privacy_masks] if cam is not None else []
+
+    return live.LiveHub(
+        cameras.live_url, ice_host=ice_host, camera_grid=cameras.grid_of, camera_masks=masks
+    )
 
 
 async def run_console(
@@ -55,6 +62,7 @@ async def run_console(
         password=password,
         name="gridwatch-console",
         connect_timeout=config.nats.connect_timeout_s,
+        tls_ca_file=config.nats.tls_ca_file,
     )
     cameras = CameraDirectory(config, nc, live_sub_stream=s.live_sub_stream)
     hub = make_live_hub(cameras, s.live_ice_host) if live else None

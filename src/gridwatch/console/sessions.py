@@ -6,7 +6,12 @@ travels in the cookie. The table is bounded (the least recently used session lea
 keyed by a hash of the token, so a memory dump holds no usable cookie. Each session has its own
 CSRF token, compared in constant time.
 
-Both classes are pure (no I/O) and take a clock, so expiry and limits are unit-tested without
+:class:`LoginLimiter` reserves an attempt *before* the password is checked (attempts in flight
+count against the limit), so concurrent guesses cannot all pass the check before the first
+failure is recorded. :class:`UserShares` bounds what one user may hold open at once (live
+feeds, live video sessions) and remembers which session holds what, so a logout ends it.
+
+The classes are pure (no I/O) and take a clock, so expiry and limits are unit-tested without
 waiting. One console process holds its sessions in memory: several console instances behind a
 load balancer need sticky sessions.
 """
@@ -18,8 +23,9 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 
 def _digest(token: str) -> str:
@@ -105,6 +111,11 @@ class SessionStore:
             self._by_hash.move_to_end(h)
         return s
 
+    def alive_id(self, id_hash: str) -> bool:
+        """Whether the session with this hash is still in the table and unexpired."""
+        s = self._by_hash.get(id_hash)
+        return s is not None and not self._expired(s, self.clock())
+
     def alive(self, session: Session) -> bool:
         """Whether ``session`` is still in the table and unexpired (a long-lived live feed
         re-checks this so a logout or expiry ends it too)."""
@@ -165,6 +176,8 @@ class LoginLimiter:
         self.max_keys = max_keys
         self.clock = clock
         self._fails: OrderedDict[str, deque[float]] = OrderedDict()
+        self._pending: dict[str, int] = {}
+        """Attempts reserved by :meth:`acquire` and not yet released, per key."""
         self.blocked = 0
         """Attempts refused because a key was over the limit."""
 
@@ -190,6 +203,37 @@ class LoginLimiter:
             self.blocked += 1
         return wait
 
+    def acquire(self, *keys: str) -> float:
+        """Reserve one attempt for ``keys`` before checking the password: 0 (reserved; call
+        :meth:`release` when the check is done) or the seconds to wait (nothing reserved).
+
+        Attempts in flight count as failures until released, so ``max_failures`` concurrent
+        guesses are the most that can be checked at once: the limit holds under a burst."""
+        now = self.clock()
+        wait = 0.0
+        for key in keys:
+            q = self._recent(key, now)
+            if len(q) >= self.max_failures:
+                wait = max(wait, self.window_s - (now - q[-self.max_failures]))
+            elif len(q) + self._pending.get(key, 0) >= self.max_failures:
+                wait = max(wait, 1.0)  # the attempts in flight may all fail: ask again soon
+        if wait > 0:
+            self.blocked += 1
+            return wait
+        for key in keys:
+            self._pending[key] = self._pending.get(key, 0) + 1
+        return 0.0
+
+    def release(self, *keys: str) -> None:
+        """End the reservation :meth:`acquire` made (then record :meth:`failed` or
+        :meth:`succeeded`, with no ``await`` in between)."""
+        for key in keys:
+            n = self._pending.get(key, 0) - 1
+            if n > 0:
+                self._pending[key] = n
+            else:
+                self._pending.pop(key, None)
+
     def failed(self, *keys: str) -> None:
         now = self.clock()
         for key in keys:
@@ -206,3 +250,55 @@ class LoginLimiter:
         password must not reset a guessing run from the same address on other names)."""
         for key in keys:
             self._fails.pop(key, None)
+
+
+_T = TypeVar("_T", bound=Hashable)
+
+
+class UserShares(Generic[_T]):
+    """What each user holds open (live feeds, live video sessions), at most ``per_user`` each.
+
+    Every item is held by one console session (its ``id_hash``), so a logout or an expired
+    session ends exactly what that session opened. :meth:`reserve` counts an item before the
+    (slow) work of opening it, so concurrent requests cannot pass the cap together.
+    """
+
+    def __init__(self, per_user: int) -> None:
+        if per_user < 1:
+            raise ValueError("per_user must be at least 1")
+        self.per_user = per_user
+        self._owner: dict[_T, tuple[str, str]] = {}
+        """item -> (user, session id_hash)."""
+        self.refused = 0
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def count(self, user: str) -> int:
+        return sum(1 for u, _ in self._owner.values() if u == user)
+
+    def reserve(self, user: str, session_id: str, item: _T) -> bool:
+        """Hold ``item`` for ``user``'s session; False (nothing held) when the user is full."""
+        if item in self._owner:
+            return True
+        if self.count(user) >= self.per_user:
+            self.refused += 1
+            return False
+        self._owner[item] = (user, session_id)
+        return True
+
+    def replace(self, old: _T, new: _T) -> None:
+        """Hold ``new`` in place of ``old`` (a reservation that became a real session)."""
+        owner = self._owner.pop(old, None)
+        if owner is not None:
+            self._owner[new] = owner
+
+    def discard(self, item: _T) -> None:
+        self._owner.pop(item, None)
+
+    def of_session(self, session_id: str) -> list[_T]:
+        return [it for it, (_, sid) in self._owner.items() if sid == session_id]
+
+    def items(self) -> list[tuple[_T, str, str]]:
+        """(item, user, session id_hash) of everything held."""
+        return [(it, u, sid) for it, (u, sid) in self._owner.items()]

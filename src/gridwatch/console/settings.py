@@ -8,9 +8,10 @@ unknown keys are errors.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gridwatch.strict import Strict as _Strict
 
@@ -68,6 +69,52 @@ class ConsoleConfig(_Strict):
         title="Failed login window",
         description="Seconds failed logins are remembered for the limit.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        title="Trusted proxies",
+        description="Addresses or networks (e.g. 127.0.0.1, 10.0.0.0/8) of the TLS proxies in "
+        "front of the console. Only a request from one of them has its client address taken "
+        "from X-Forwarded-For (or Forwarded): the nearest address in it that is not itself a "
+        "trusted proxy. From anyone else those headers are ignored. Used for the failed-login "
+        "limit per address and in audit records.",
+    )
+    trusted_proxy_header: Literal["X-Forwarded-For", "Forwarded"] = Field(
+        default="X-Forwarded-For",
+        title="Proxy header",
+        description="The header the trusted proxies append the client's address to (the "
+        "other one is ignored, so a client cannot choose its address through it).",
+    )
+    max_streams_per_user: int = Field(
+        default=4,
+        ge=1,
+        title="Live walls per user",
+        description="Live feeds (/api/events: two JetStream consumers and a look-back replay "
+        "each) one user may hold open at once; more are refused with HTTP 429 (the page "
+        "retries). A logout ends the session's feeds.",
+    )
+    max_live_per_user: int = Field(
+        default=4,
+        ge=1,
+        title="Live videos per user",
+        description="Live video (WebRTC) sessions one user may hold at once, a share of the "
+        "console's total; more are refused with HTTP 429. A logout or an expired session "
+        "hangs up the session's videos.",
+    )
+    alert_lookups_per_minute: int = Field(
+        default=30,
+        ge=1,
+        title="Alert look-ups per user",
+        description="Alert details without a case (each replays the grid's stored alerts of "
+        "the look-back) one user may ask for per minute; more answer HTTP 429. Ids found "
+        "unknown are remembered for alert_unknown_cache_s and answer 404 without a replay.",
+    )
+    alert_unknown_cache_s: float = Field(
+        default=30.0,
+        ge=0,
+        title="Unknown alert cache",
+        description="Seconds an alert id that was looked up and not found answers 404 "
+        "without another replay (0: not remembered).",
+    )
     sse_queue_size: int = Field(
         default=256,
         ge=1,
@@ -121,11 +168,48 @@ class ConsoleConfig(_Strict):
         description="The one local address browsers reach for live video (WebRTC host "
         "candidates); none: every interface's. Set it on servers with several networks.",
     )
+    live_blurred_roles: Literal["blur", "refuse"] = Field(
+        default="blur",
+        title="Live view for blurred roles",
+        description="What the live view does for roles that get blurred snapshots (those not "
+        "in notify.full_snapshot_roles, e.g. responders): blur (people pixelated by a person "
+        "detector in the console; the whole picture while it has no fresh result) or refuse "
+        "(HTTP 403). Privacy masks are painted and every view is audited either way.",
+    )
     audit_retention_days: float = Field(
         default=365.0,
         gt=0,
         title="Audit retention",
-        description="Days audit records (stream GW_AUDIT) are kept.",
+        description="Days audit records (stream GW_AUDIT) are kept. An existing stream that "
+        "keeps them longer is never shortened (a warning says so).",
+    )
+    audit_max_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=1024 * 1024,
+        title="Audit size cap",
+        description="Bytes GW_AUDIT may hold; past it the oldest records go. Failed logins are "
+        "aggregated, so a flood cannot fill it fast. Never shrinks an existing larger cap.",
+    )
+    audit_max_msgs: int = Field(
+        default=50_000_000,
+        ge=1000,
+        title="Audit record cap",
+        description="Records GW_AUDIT may hold; past it the oldest go. Never shrinks an "
+        "existing larger cap.",
+    )
+    audit_login_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        title="Failed login audit window",
+        description="Failed and refused logins are audited as one record per (name, address) "
+        "and window: the first at once, the rest as a count when the window ends.",
+    )
+    audit_login_max_keys: int = Field(
+        default=256,
+        ge=1,
+        title="Failed login audit keys",
+        description="(name, address) pairs tracked per window; failures beyond them are "
+        "counted together in one overflow record (bounded memory and records per window).",
     )
     request_timeout_s: float = Field(
         default=5.0,
@@ -133,6 +217,16 @@ class ConsoleConfig(_Strict):
         title="Service timeout",
         description="Seconds to wait for the case and snapshot services per request.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ConsoleConfig:

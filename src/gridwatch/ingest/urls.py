@@ -9,8 +9,20 @@ clear URL is only ever handed to FFmpeg.
 'rtsp://admin:***@10.0.0.7:554/Streaming/Channels/102'
 >>> redact_text("Connection refused: 'rtsp://u:p%40ss@cam/x' and rtsp://cam/y")
 "Connection refused: 'rtsp://u:***@cam/x' and rtsp://cam/y"
+>>> redact_text("open 'rtsp://u:p w'd@cam/x' failed")
+"open 'rtsp://u:***@cam/x' failed"
+>>> redact_url("rtsp://u:p@ss@cam:554/x")
+'rtsp://u:***@cam:554/x'
 >>> url_has_redacted_password("rtsp://admin:***@cam/x")
 True
+
+What counts as the password is what FFmpeg takes for it: everything between the first ``:``
+after the user name and the *last* ``@`` of the authority (the authority ends at the first
+``/``, ``?`` or ``#``, or the end of the line). So quotes, spaces, ``@`` and percent-escapes
+in a password are redacted with it. In free text that can redact more than the password (an
+``@`` later on the same line with no ``/`` in between): erring that way is intended. URLs
+that were themselves percent-encoded (``rtsp%3A%2F%2Fu%3Apw%40cam``, a URL inside a query
+string) are redacted too.
 """
 
 from __future__ import annotations
@@ -28,13 +40,21 @@ __all__ = [
 
 REDACTED = "***"
 
-# scheme://user:password@  — the password is anything up to the last '@' before the host part
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*):(?P<pw>[^\s'\"/]*)@")
+# scheme://user:password@ — the password runs to the LAST '@' before the end of the authority
+# (first '/', '?', '#' or line end), as FFmpeg splits it: quotes, spaces and '@' included.
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s:@'\"]*):(?P<pw>[^/?#\r\n]*)@")
+# the same URL percent-encoded as a whole (inside a query string): %3A%2F%2F, %3A, %40
+_ENCODED_USERINFO = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*%3A%2F%2F(?:(?!%3A|%40|%2F)[^/?#&\s'\"])*)"
+    r"%3A(?P<pw>(?:(?!%2F)[^/?#&\r\n])*)%40",
+    re.IGNORECASE,
+)
 
 
 def redact_text(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``."""
-    return _USERINFO.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
+    text = _USERINFO.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
+    return _ENCODED_USERINFO.sub(lambda m: f"{m.group('head')}%3A{REDACTED}%40", text)
 
 
 def redact_url(url: str) -> str:

@@ -61,7 +61,7 @@ from gridwatch.config import GridwatchConfig
 from gridwatch.model import Alert, IncidentState
 from gridwatch.notify.subscriptions import ensure_push_bucket
 from gridwatch.notify.webhook import post_webhook
-from gridwatch.notify.webpush import PushResult, VapidKey, WebPushSender
+from gridwatch.notify.webpush import PushResult, VapidKey, WebPushSender, push_session
 from gridwatch.rules.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class Notifier:
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._push: WebPushSender | None = None
+        self._push_session: aiohttp.ClientSession | None = None
         self._schedules = {
             name: Schedule.from_config(windows, config.tzinfo())
             for name, windows in config.schedules.items()
@@ -137,7 +138,9 @@ class Notifier:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._subs_kv = await ensure_push_bucket(self.js)
+        self._subs_kv = await ensure_push_bucket(
+            self.js, ttl_s=self.config.notify.push_subscription_ttl_days * 86400
+        )
         try:
             self._sent_kv = await self.js.key_value(NOTIFY_SENT_KV)
         except nats.js.errors.BucketNotFoundError:
@@ -154,12 +157,16 @@ class Notifier:
             self._session = aiohttp.ClientSession()
         if self.vapid is not None:
             n = self.config.notify
+            # pushes go to endpoints browsers chose: their own session, which connects to
+            # public addresses only (webhooks, configured by the admin, use self._session)
+            self._push_session = push_session(n.push_allow_endpoints)
             self._push = WebPushSender(
                 self.vapid,
                 subject=n.vapid_subject,
-                session=self._session,
+                session=self._push_session,
                 timeout_s=n.push_timeout_s,
                 max_attempts=n.push_max_attempts,
+                allow_endpoints=n.push_allow_endpoints,
             )
         self._tasks.append(asyncio.create_task(self._watch_subscriptions(), name="push-subs"))
         await asyncio.wait_for(self._subs_loaded.wait(), 10)
@@ -191,6 +198,9 @@ class Notifier:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+        if self._push_session is not None:
+            await self._push_session.close()
+            self._push_session = None
 
     async def __aenter__(self) -> Notifier:
         await self.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -122,6 +123,30 @@ class NotifyConfig(_Strict):
     push_max_attempts: int = Field(
         default=4, ge=1, le=20, title="Push attempts", description="Tries per push on 429/5xx."
     )
+    push_subscription_ttl_days: float = Field(
+        default=90.0,
+        gt=0,
+        title="Push subscription lifetime",
+        description="Days a stored Web Push subscription (KV gw_push_subs) lives unless its "
+        "browser registers it again (the phone view does on every visit).",
+    )
+    push_max_subscriptions: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        title="Push subscriptions per user",
+        description="Browsers one user may have subscribed at once; a new one beyond it "
+        "replaces that user's oldest.",
+    )
+    push_allow_endpoints: list[str] = Field(
+        default_factory=list,
+        title="Allowed local push endpoints",
+        description="Origins (scheme://host or scheme://host:port) of push services that may "
+        "be plain http or on a loopback/private address: for tests and demos with a local "
+        "push service only (e.g. http://127.0.0.1). Every other endpoint must be https on a "
+        "public address; the notifier checks the address it connects to and never follows "
+        "redirects.",
+    )
     full_snapshot_roles: list[Role] = Field(
         default_factory=lambda: _roles("operator"),
         title="Full snapshot roles",
@@ -136,6 +161,15 @@ class NotifyConfig(_Strict):
     webhooks: list[WebhookConfig] = Field(
         default_factory=list, title="Webhooks", description="Signed JSON POSTs to integrations."
     )
+
+    @field_validator("push_allow_endpoints")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for item in v:
+            u = urlsplit(item)
+            if u.scheme not in ("http", "https") or not u.hostname or u.path not in ("", "/"):
+                raise ValueError(f"{item!r} is not an origin like http://127.0.0.1:8443")
+        return v
 
     @field_validator("vapid_subject")
     @classmethod

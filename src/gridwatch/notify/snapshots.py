@@ -5,10 +5,15 @@ subjects are ``$O.<bucket>.M.<base64 name>`` and ``$O.<bucket>.C.<nuid>``, nothi
 permission can match on a grid), so people never read it directly. They ask this service on
 ``gw.v1.snapshot-get.<grid>.<their name>`` (their permissions allow only their own name and,
 for responders, their own grid). The service checks the object's ``Gw-Grid`` metadata against
-the grid asked for and the user's grid, and answers the JPEG with people's regions pixelated
-(the ``Gw-Boxes`` metadata the publisher recorded), or the full picture when the user's role is
-in ``notify.full_snapshot_roles`` and they asked for it. Every full view is audited: logged and
-published on ``gw.v1.audit.snapshot.<grid>``.
+the grid asked for and the user's grid, and answers the JPEG with people's regions pixelated,
+or the full picture when the user's role is in ``notify.full_snapshot_roles`` and they asked
+for it. Blurred means: every person the detector found on the whole picture (``Gw-People``)
+and the rule's boxes (``Gw-Boxes``); the whole picture but its label bands when the worker said
+so (``Gw-Blur: whole``: tamper and offline alerts, frames the detector did not look at), and
+whenever that metadata is missing or malformed (fail closed; see
+:class:`gridwatch.alerts.snapshots.SnapshotPrivacy`). Every full view is audited: logged and
+published on ``gw.v1.audit.snapshot.<grid>`` to stream GW_AUDIT, and the full picture is sent
+only once JetStream has acknowledged that record (otherwise ``Gw-Error: audit``).
 
 Reply: the JPEG as the body with header ``Gw-Variant: blurred|full``; or an empty body with
 ``Gw-Error: <code>`` and ``Gw-Message``.
@@ -26,6 +31,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -33,11 +39,19 @@ from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.alerts.snapshots import SNAPSHOT_BOXES_HEADER, SNAPSHOT_GRID_HEADER
+from gridwatch.alerts.snapshots import (
+    BLUR_PEOPLE,
+    SNAPSHOT_BLUR_HEADER,
+    SNAPSHOT_BOXES_HEADER,
+    SNAPSHOT_GRID_HEADER,
+    SNAPSHOT_KEEP_HEADER,
+    SNAPSHOT_PEOPLE_HEADER,
+)
 from gridwatch.alerts.subjects import SNAPSHOT_BUCKET
 from gridwatch.auth.models import UserConfig
 from gridwatch.auth.subjects import SNAPSHOT_REQ_PREFIX, audit_subject, snapshot_request_subject
 from gridwatch.config import GridwatchConfig
+from gridwatch.console.audit import AUDIT_STREAM, ensure_audit_stream
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +71,77 @@ class SnapshotDenied(RuntimeError):
         self.code = code
 
 
-def blur_regions(
-    jpeg: bytes, boxes: Sequence[Sequence[float]], *, margin: float = 0.15, block: int = 10
-) -> bytes:
-    """Pixelate each normalized xyxy box (grown by ``margin`` of its size) beyond recognition:
-    a person becomes blocks of ``block`` pixels, enough to count, not to identify."""
-    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("not a decodable JPEG")
+def pixelate(img: npt.NDArray[np.uint8], x1: int, y1: int, x2: int, y2: int, block: int) -> None:
+    """Pixelate ``img[y1:y2, x1:x2]`` in place into blocks of ``block`` pixels."""
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return
+    roi = img[y1:y2, x1:x2]
+    small = cv2.resize(
+        roi, (max(1, (x2 - x1) // block), max(1, (y2 - y1) // block)), interpolation=cv2.INTER_AREA
+    )
+    img[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+
+
+def whole_frame_block(w: int, h: int) -> int:
+    """Block size of a whole-picture blur: 1/40 of the short side (a face is one block)."""
+    return max(8, min(w, h) // 40)
+
+
+def pixelate_boxes(
+    img: npt.NDArray[np.uint8],
+    boxes: Sequence[Sequence[float]],
+    *,
+    margin: float = 0.15,
+    block: int = 10,
+) -> None:
+    """Pixelate each normalized xyxy box (grown by ``margin`` of its size) in place, in blocks
+    of ``block`` pixels or a sixth of the box's width, whichever is larger (a person close to
+    the camera is as unrecognisable as one far away)."""
     h, w = img.shape[:2]
     for b in boxes:
         x1, y1, x2, y2 = (float(v) for v in b[:4])
         mx, my = (x2 - x1) * margin, (y2 - y1) * margin
         px1, py1 = max(0, int((x1 - mx) * w)), max(0, int((y1 - my) * h))
         px2, py2 = min(w, int(np.ceil((x2 + mx) * w))), min(h, int(np.ceil((y2 + my) * h)))
-        if px2 - px1 < 2 or py2 - py1 < 2:
-            continue
-        roi = img[py1:py2, px1:px2]
-        small = cv2.resize(
-            roi,
-            (max(1, (px2 - px1) // block), max(1, (py2 - py1) // block)),
-            interpolation=cv2.INTER_AREA,
-        )
-        img[py1:py2, px1:px2] = cv2.resize(
-            small, (px2 - px1, py2 - py1), interpolation=cv2.INTER_NEAREST
-        )
+        pixelate(img, px1, py1, px2, py2, max(block, (px2 - px1) // 6))
+
+
+def pixelate_whole(
+    img: npt.NDArray[np.uint8], keep: Sequence[Sequence[float]] = (), block: int | None = None
+) -> None:
+    """Pixelate the whole picture in place, but the normalized ``keep`` boxes (label bands)."""
+    h, w = img.shape[:2]
+    kept = []
+    for b in keep:
+        x1, y1 = max(0, int(float(b[0]) * w)), max(0, int(float(b[1]) * h))
+        x2, y2 = min(w, int(np.ceil(float(b[2]) * w))), min(h, int(np.ceil(float(b[3]) * h)))
+        if x2 > x1 and y2 > y1:
+            kept.append((x1, y1, x2, y2, img[y1:y2, x1:x2].copy()))
+    pixelate(img, 0, 0, w, h, block or whole_frame_block(w, h))
+    for x1, y1, x2, y2, pixels in kept:
+        img[y1:y2, x1:x2] = pixels
+
+
+def blur_regions(
+    jpeg: bytes,
+    boxes: Sequence[Sequence[float]],
+    *,
+    margin: float = 0.15,
+    block: int = 10,
+    whole: bool = False,
+    keep: Sequence[Sequence[float]] = (),
+) -> bytes:
+    """Pixelate each normalized xyxy box (grown by ``margin`` of its size) beyond recognition:
+    a person becomes blocks of ``block`` pixels (or more), enough to count, not to identify.
+    ``whole``: the whole picture instead, but the ``keep`` boxes (label bands)."""
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError("not a decodable JPEG")
+    img: npt.NDArray[np.uint8] = np.asarray(decoded, dtype=np.uint8)
+    if whole:
+        pixelate_whole(img, keep)
+    else:
+        pixelate_boxes(img, boxes, margin=margin, block=block)
     ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), 80])
     if not ok:
         raise RuntimeError("could not encode the blurred snapshot")
@@ -91,6 +151,33 @@ def blur_regions(
 def _header(headers: dict[str, list[str]] | None, key: str) -> str | None:
     values = (headers or {}).get(key)
     return values[0] if values else None
+
+
+def _boxes(raw: str | None) -> list[list[float]] | None:
+    """A JSON list of 4-number boxes; None when missing or malformed."""
+    if raw is None:
+        return None
+    try:
+        boxes = json.loads(raw)
+        if not isinstance(boxes, list):
+            return None
+        return [[float(v) for v in b[:4]] for b in boxes if isinstance(b, list) and len(b) >= 4]
+    except (ValueError, TypeError):
+        return None
+
+
+def blur_plan(
+    headers: dict[str, list[str]] | None,
+) -> tuple[bool, list[list[float]], list[list[float]]]:
+    """(whole picture?, boxes to blur, boxes to keep) from a snapshot's metadata: the people
+    and the rule's boxes when the worker listed every person; else the whole picture."""
+    people = _boxes(_header(headers, SNAPSHOT_PEOPLE_HEADER))
+    rule_boxes = _boxes(_header(headers, SNAPSHOT_BOXES_HEADER))
+    keep = _boxes(_header(headers, SNAPSHOT_KEEP_HEADER)) or []
+    listed = _header(headers, SNAPSHOT_BLUR_HEADER) == BLUR_PEOPLE
+    if not listed or people is None or rule_boxes is None:
+        return True, [], keep
+    return False, people + rule_boxes, keep
 
 
 class SnapshotService:
@@ -105,11 +192,32 @@ class SnapshotService:
         self._sub: Subscription | None = None
         self.served = 0
         self.full_views = 0
+        self.audit_failed = 0
 
     async def start(self) -> None:
+        await self._ensure_audit_stream()
         self._sub = await self.nc.subscribe(
             f"{SNAPSHOT_REQ_PREFIX}.*.*", queue=QUEUE_GROUP, cb=self._on_request
         )
+
+    async def _ensure_audit_stream(self) -> None:
+        """GW_AUDIT with the config's limits (the service may start before any console). Not
+        fatal: without the stream (or the right to make it) full views are refused, blurred
+        ones served."""
+        c = self.config.console
+        try:
+            await asyncio.wait_for(
+                ensure_audit_stream(
+                    self.nc.jetstream(),
+                    retention_days=c.audit_retention_days,
+                    max_bytes=c.audit_max_bytes,
+                    max_msgs=c.audit_max_msgs,
+                ),
+                self.op_timeout,
+            )
+        except Exception as e:
+            log.warning("audit stream GW_AUDIT not ensured (%s): full snapshots are refused "
+                        "until it exists", e)  # fmt: skip
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -141,11 +249,12 @@ class SnapshotService:
         data = bytes(obj.data or b"")
         full_ok = user.role in self.config.notify.full_snapshot_roles
         if req.variant == "full" and full_ok:
+            await self._audit(grid, user, req.name)  # SnapshotDenied("audit") if not stored
             self.full_views += 1
-            await self._audit(grid, user, req.name)
             return data, "full"
-        boxes = json.loads(_header(headers, SNAPSHOT_BOXES_HEADER) or "[]")
-        return await asyncio.to_thread(blur_regions, data, boxes), "blurred"
+        whole, boxes, keep = blur_plan(headers)
+        blurred = await asyncio.to_thread(blur_regions, data, boxes, whole=whole, keep=keep)
+        return blurred, "blurred"
 
     async def _audit(self, grid: str, user: UserConfig, name: str) -> None:
         record = {
@@ -156,9 +265,22 @@ class SnapshotService:
             "snapshot": name,
             "at": dt.datetime.now(dt.UTC).isoformat(),
         }
+        # acknowledged by JetStream (stream GW_AUDIT) before the picture leaves: no record, no
+        # picture, as in the console
+        try:
+            await self.nc.jetstream().publish(
+                audit_subject("snapshot", grid),
+                json.dumps(record).encode(),
+                stream=AUDIT_STREAM,
+                timeout=self.op_timeout,
+            )
+        except Exception as e:
+            self.audit_failed += 1
+            log.error("AUDIT record not stored (%s): refusing the full snapshot %s", e, record)
+            raise SnapshotDenied(
+                "audit", "the view could not be audited, so it is not shown"
+            ) from e
         log.info("AUDIT unblurred snapshot %s viewed by %s (%s)", name, user.name, user.role)
-        with contextlib.suppress(Exception):
-            await self.nc.publish(audit_subject("snapshot", grid), json.dumps(record).encode())
 
     async def _on_request(self, msg: Msg) -> None:
         if not msg.reply:

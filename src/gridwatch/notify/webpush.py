@@ -7,6 +7,13 @@ needs around it: one key pair per deployment (``gridwatch keys vapid``), a signa
 push-service origin, the ``Topic`` header (a push for the same alert replaces an undelivered
 earlier one at the push service), ``Urgency`` by severity, retries on 429/5xx, and a clear
 "gone" result for subscriptions the browser has dropped (404/410), so they can be removed.
+
+Endpoints come from browsers, so pushing is guarded against server-side request forgery: an
+endpoint must pass :func:`~gridwatch.notify.subscriptions.check_endpoint_url` (https, no
+literal non-public address) unless its origin is allowed by config, the session made by
+:func:`push_session` connects only to public addresses (:class:`PublicResolver` checks what a
+name resolves to at connection time, so a name that later resolves inward is refused), and
+redirects are never followed (a 3xx is a failure). At most 200 bytes of an answer are read.
 """
 
 from __future__ import annotations
@@ -14,19 +21,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import ipaddress
 import logging
 import random
+import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 from pywebpush import WebPusher
+
+from gridwatch.notify.subscriptions import check_endpoint_url, is_public_address
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +94,42 @@ class VapidKey:
         return b64url(raw)
 
 
+class RefusedAddress(OSError):
+    """A push endpoint's host resolved to an address pushes may not go to."""
+
+
+class PublicResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, but refuses a name with any non-public
+    address (loopback, private, link-local, multicast, reserved; IPv4-mapped included),
+    except the ``allow_hosts`` (the hosts of ``notify.push_allow_endpoints``)."""
+
+    def __init__(self, allow_hosts: Iterable[str] = ()) -> None:
+        self._inner = DefaultResolver()
+        self._allow = {h.lower() for h in allow_hosts}
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if host.lower() in self._allow:
+            return results
+        for r in results:
+            if not is_public_address(ipaddress.ip_address(r["host"].split("%", 1)[0])):
+                raise RefusedAddress(f"{host} resolves to a non-public address")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def push_session(allow_endpoints: Iterable[str] = ()) -> aiohttp.ClientSession:
+    """An HTTP session for pushes that connects to public addresses only (and the hosts of
+    ``allow_endpoints``)."""
+    hosts = [urlparse(o).hostname or "" for o in allow_endpoints]
+    connector = aiohttp.TCPConnector(resolver=PublicResolver(hosts), limit=64)
+    return aiohttp.ClientSession(connector=connector)
+
+
 class PushResult(enum.Enum):
     DELIVERED = "delivered"
     GONE = "gone"
@@ -107,8 +157,10 @@ class WebPushSender:
         timeout_s: float = 5.0,
         max_attempts: int = 4,
         backoff_initial_s: float = 0.25,
+        allow_endpoints: Iterable[str] = (),
     ) -> None:
         self.key = key
+        self.allow_endpoints = list(allow_endpoints)
         self.subject = subject
         self.session = session
         self.timeout_s = timeout_s
@@ -141,8 +193,14 @@ class WebPushSender:
         urgency: str = "normal",
     ) -> PushOutcome:
         """Encrypt ``payload`` for ``subscription`` (``{endpoint, keys: {p256dh, auth}}``) and
-        POST it, retrying 429/5xx and network errors with jittered backoff."""
+        POST it, retrying 429/5xx and network errors with jittered backoff. An endpoint pushes
+        may not go to fails at once (no request, no retry); a redirect is not followed."""
         endpoint = str(subscription["endpoint"])
+        try:
+            check_endpoint_url(endpoint, self.allow_endpoints)
+        except ValueError as e:
+            log.warning("push to %s refused: %s", urlparse(endpoint).netloc[:80], e)
+            return PushOutcome(PushResult.FAILED, None, 0, f"refused: {e}")
         pusher = WebPusher(subscription, aiohttp_session=self.session)
         status: int | None = None
         detail = ""
@@ -151,17 +209,25 @@ class WebPushSender:
             if topic:
                 headers["Topic"] = topic
             try:
-                resp = await pusher.send_async(
-                    payload,
-                    headers,
-                    ttl=ttl_s,
-                    content_encoding="aes128gcm",
-                    timeout=self.timeout_s,
+                # pywebpush encrypts and builds the headers; the POST is ours, so that it
+                # never follows a redirect and reads a bounded answer
+                params = pusher._prepare_send_data(
+                    payload, headers, ttl=ttl_s, content_encoding="aes128gcm"
                 )
-                assert isinstance(resp, aiohttp.ClientResponse)
-                status = resp.status
-                detail = (await resp.text())[:200]
-                resp.release()
+                async with self.session.post(
+                    endpoint,
+                    data=params["data"],
+                    headers=params["headers"],
+                    timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    detail = (await resp.content.read(200)).decode("utf-8", "replace")
+            except aiohttp.ClientConnectorError as e:
+                if isinstance(e.os_error, RefusedAddress):
+                    log.warning("push to %s refused: %s", urlparse(endpoint).netloc, e.os_error)
+                    return PushOutcome(PushResult.FAILED, None, attempt, f"refused: {e.os_error}")
+                status, detail = None, f"{type(e).__name__}: {e}"
             except (aiohttp.ClientError, TimeoutError) as e:
                 status, detail = None, f"{type(e).__name__}: {e}"
             if status is not None and 200 <= status < 300:

@@ -11,6 +11,27 @@ A value is a small JSON envelope around the camera as it appears in a config fil
     {"schema_version": 1, "camera": {...}, "changed_by": "ops@host",
      "changed_at": "2026-11-26T09:12:03Z", "change": "zone set gate-apron"}
 
+**Credentials are kept apart.** Camera URLs carry passwords (``rtsp://admin:pw@cam/...``), and
+the bucket keeps every revision: a password written once would stay readable in the history
+long after it was changed. So a value holds its URLs with the password redacted
+(``rtsp://admin:***@cam/...``) and names its credentials (``"credentials": "<ref>"``, a random
+handle, not derived from the password); the clear URLs are in a second bucket,
+``gw_camera_secrets``, that keeps one revision per key (``<camera id>.<ref>``)::
+
+    {"schema_version": 1, "camera": {"url": "rtsp://admin:***@cam/1", ...},
+     "credentials": "5f1c0e2a9b3d4c7e", ...}
+    gw_camera_secrets  cam-1.5f1c0e2a9b3d4c7e = {"url": "rtsp://admin:pw@cam/1"}
+
+A write stores the secret first (a new ref when the credentials changed, the same one when
+they did not), then the camera (compare-and-set), then deletes the camera's other secrets; a
+reader (the CLI, a worker's hot reload) puts the clear URLs back for the ref the value names,
+so a watcher can never pair a camera revision with other credentials. ``camera history`` and
+exports show no passwords. A value that names a secret that is missing is refused by workers
+(the camera's last valid version keeps running). Values written before this (clear URLs, no
+``credentials``) are still read as they are; their old revisions keep their passwords until
+they leave the history (``gridwatch camera`` rewrites a camera's value without them; purge the
+old revisions of ``KV_gw_cameras`` by hand to be rid of them at once).
+
 Writes are compare-and-set on the key's last revision (:meth:`CameraRegistry.edit` retries on
 a conflict), so two engineers editing one camera never silently overwrite each other; a
 removal is a KV delete marker, so the history survives it. Nothing here validates grids or
@@ -27,6 +48,7 @@ import getpass
 import json
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,10 +66,12 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from gridwatch.config import CameraConfig
+from gridwatch.ingest.urls import redact_url
 
 __all__ = [
     "BUCKET",
     "SCHEMA_VERSION",
+    "SECRETS_BUCKET",
     "CameraExistsError",
     "CameraNotFoundError",
     "CameraRecord",
@@ -67,6 +91,9 @@ log = logging.getLogger(__name__)
 BUCKET = "gw_cameras"
 SCHEMA_VERSION = 1
 KV_STREAM = f"KV_{BUCKET}"
+SECRETS_BUCKET = "gw_camera_secrets"
+SECRET_FIELDS = ("url", "sub_url")
+"""The camera fields that may carry credentials (kept in :data:`SECRETS_BUCKET`)."""
 _T = TypeVar("_T")
 
 
@@ -128,15 +155,39 @@ def decode_value(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def _envelope(camera: CameraConfig, *, by: str, change: str) -> bytes:
+def split_credentials(camera: CameraConfig) -> tuple[CameraConfig, dict[str, str]]:
+    """``camera`` with the passwords of its URLs redacted, and the clear URLs that had one."""
+    clear: dict[str, str] = {}
+    for name in SECRET_FIELDS:
+        value = getattr(camera, name)
+        if isinstance(value, str) and redact_url(value) != value:
+            clear[name] = value
+    if not clear:
+        return camera, {}
+    redacted = camera.model_copy(update={k: redact_url(v) for k, v in clear.items()})
+    return redacted, clear
+
+
+def credentials_ref(raw: bytes | None) -> str | None:
+    """The secret a stored value names (None: its URLs are as stored)."""
+    with contextlib.suppress(Exception):
+        doc = json.loads(raw or b"")
+        if isinstance(doc, dict) and isinstance(doc.get("credentials"), str):
+            return str(doc["credentials"])
+    return None
+
+
+def _envelope(camera: CameraConfig, *, by: str, change: str, ref: str | None = None) -> bytes:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    doc = {
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "camera": camera_document(camera),
         "changed_by": by,
         "changed_at": now,
         "change": change,
     }
+    if ref is not None:
+        doc["credentials"] = ref
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -197,10 +248,20 @@ def _created(entry: KeyValue.Entry) -> dt.datetime | None:
 class CameraRegistry:
     """CRUD on ``gw_cameras`` with optimistic concurrency; every call has a timeout."""
 
-    def __init__(self, js: JetStreamContext, kv: KeyValue, *, op_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        kv: KeyValue,
+        *,
+        op_timeout: float = 10.0,
+        secrets_kv: KeyValue | None = None,
+    ) -> None:
         self.js = js
         self.kv = kv
+        self.secrets_kv = secrets_kv
         self.op_timeout = op_timeout
+        self._secrets: dict[str, dict[str, str]] = {}
+        """``<camera id>.<ref>`` → the clear URLs (what :meth:`record` puts back)."""
 
     @classmethod
     async def open(
@@ -237,7 +298,126 @@ class CameraRegistry:
                 log.info("created camera registry bucket %s (history %d)", BUCKET, history)
             except APIError:  # another client created it first, perhaps with other settings
                 kv = await asyncio.wait_for(js.key_value(BUCKET), op_timeout)
-        return cls(js, kv, op_timeout=op_timeout)
+        secrets_kv = await cls._open_secrets(js, create, op_timeout, replicas)
+        return cls(js, kv, op_timeout=op_timeout, secrets_kv=secrets_kv)
+
+    @staticmethod
+    async def _open_secrets(
+        js: JetStreamContext, create: bool, op_timeout: float, replicas: int
+    ) -> KeyValue | None:
+        """The credentials bucket (history 1: a changed password is gone, not kept)."""
+        try:
+            return await asyncio.wait_for(js.key_value(SECRETS_BUCKET), op_timeout)
+        except BucketNotFoundError:
+            if not create:
+                return None
+        cfg = js_api.KeyValueConfig(
+            bucket=SECRETS_BUCKET,
+            description="gridwatch camera URLs with credentials: <camera id>.<ref>, 1 revision",
+            history=1,
+            storage=js_api.StorageType.FILE,
+            replicas=replicas,
+        )
+        try:
+            return await asyncio.wait_for(js.create_key_value(cfg), op_timeout)
+        except APIError:
+            return await asyncio.wait_for(js.key_value(SECRETS_BUCKET), op_timeout)
+
+    # -- credentials -------------------------------------------------------------------------
+
+    async def _secrets_bucket(self) -> KeyValue:
+        if self.secrets_kv is None:
+            self.secrets_kv = await self._open_secrets(self.js, True, self.op_timeout, 1)
+        assert self.secrets_kv is not None
+        return self.secrets_kv
+
+    async def load_credentials(self, raws: list[bytes | None]) -> None:
+        """Fetch the secrets these stored values name that are not cached yet."""
+        wanted = set()
+        for raw in raws:
+            ref = credentials_ref(raw)
+            if ref is None:
+                continue
+            with contextlib.suppress(ValueError):
+                wanted.add(f"{decode_value(raw or b'').get('id')}.{ref}")
+        missing = wanted - self._secrets.keys()
+        if not missing:
+            return
+        if self.secrets_kv is None:  # perhaps created since this registry was opened
+            self.secrets_kv = await self._open_secrets(self.js, False, self.op_timeout, 1)
+            if self.secrets_kv is None:
+                return
+        for key in sorted(missing):
+            try:
+                entry = await self._timed(self.secrets_kv.get(key))
+                clear = json.loads(entry.value or b"")
+            except (KeyNotFoundError, KeyDeletedError, ValueError):
+                continue
+            if isinstance(clear, dict):
+                self._secrets[key] = {k: str(v) for k, v in clear.items() if k in SECRET_FIELDS}
+
+    def resolve(self, raw: bytes) -> dict[str, Any]:
+        """The camera mapping in a stored value with its clear URLs put back (from the cache
+        :meth:`load_credentials` fills). ``ValueError`` if the value names a secret that is
+        not there, or whose URLs do not match the value's."""
+        data = decode_value(raw)
+        ref = credentials_ref(raw)
+        if ref is None:
+            return data
+        clear = self._secrets.get(f"{data.get('id')}.{ref}")
+        if clear is None:
+            raise ValueError(
+                f"its credentials ({SECRETS_BUCKET} key {data.get('id')}.{ref}) are missing"
+            )
+        out = dict(data)
+        for name, url in clear.items():
+            if redact_url(url) != out.get(name):
+                raise ValueError(f"its credentials for {name} do not match its {name}")
+            out[name] = url
+        return out
+
+    async def _store_credentials(
+        self, camera: CameraConfig, clear: dict[str, str]
+    ) -> tuple[str | None, bool]:
+        """Store ``clear`` for ``camera``; (the ref, whether it was newly written)."""
+        if not clear:
+            return None, False
+        prefix = f"{camera.id}."
+        kv = await self._secrets_bucket()
+        for key, known in list(self._secrets.items()):
+            if key.startswith(prefix) and known == clear:
+                with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
+                    await self._timed(kv.get(key))  # still there (not dropped by another)
+                    return key[len(prefix) :], False  # unchanged credentials: same secret
+                self._secrets.pop(key, None)
+        ref = secrets.token_hex(8)
+        await self._timed(kv.put(prefix + ref, json.dumps(clear).encode()))
+        self._secrets[prefix + ref] = dict(clear)
+        return ref, True
+
+    async def _drop_credentials(self, camera_id: str, keep: str | None = None) -> None:
+        """Delete the camera's stored secrets except ``keep`` (after a write or a removal)."""
+        if self.secrets_kv is None:
+            return
+        prefix = f"{camera_id}."
+        keys: list[str] = []
+        watcher = await self._timed(
+            self.secrets_kv.watch(f"{prefix}*", ignore_deletes=True, meta_only=True)
+        )
+        try:
+            while True:
+                entry = await self._timed(watch_next(watcher, self.op_timeout))
+                if entry is None or not isinstance(entry, KeyValue.Entry):
+                    break
+                keys.append(entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watch_stop(watcher)
+        for key in keys:
+            if key != f"{prefix}{keep}":
+                with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
+                    await self._timed(self.secrets_kv.purge(key))
+                self._secrets.pop(key, None)
 
     async def _timed(self, aw: Awaitable[_T]) -> _T:
         return await asyncio.wait_for(aw, self.op_timeout)
@@ -250,11 +430,13 @@ class CameraRegistry:
             raise CameraNotFoundError(
                 f"no camera {camera_id!r} in the registry (`gridwatch camera list` shows them)"
             ) from None
+        await self.load_credentials([entry.value])
         return self.record(entry)
 
     def record(self, entry: KeyValue.Entry) -> CameraRecord:
-        """Decode a raw entry (from :meth:`entries`); raises if it holds no valid camera."""
-        data = decode_value(entry.value or b"")
+        """Decode a raw entry (from :meth:`entries`, which loads the credentials it names);
+        raises if it holds no valid camera."""
+        data = self.resolve(entry.value or b"")
         camera = CameraConfig.model_validate(data)
         by, at, change = _meta(entry.value)
         return CameraRecord(camera, int(entry.revision or 0), by, at, change)
@@ -272,6 +454,7 @@ class CameraRegistry:
         finally:
             with contextlib.suppress(Exception):
                 await watch_stop(watcher)
+        await self.load_credentials([e.value for e in out.values()])
         return out
 
     async def cameras(self) -> list[CameraRecord]:
@@ -289,9 +472,7 @@ class CameraRegistry:
     ) -> int:
         """Add a new camera; :class:`CameraExistsError` if the id is taken. Returns the revision."""
         try:
-            return await self._timed(
-                self.kv.create(camera.id, _envelope(camera, by=by or current_user(), change=change))
-            )
+            return await self._write(camera, 0, by=by, change=change)
         except KeyWrongLastSequenceError:
             raise CameraExistsError(
                 f"duplicate id: camera {camera.id!r} already exists; pick another id, or change "
@@ -309,17 +490,36 @@ class CameraRegistry:
     ) -> int:
         """Write ``camera``: unconditionally, or only if its key is still at ``expect_revision``
         (0: only if absent). :class:`ConcurrentUpdateError` when someone else got there first."""
-        value = _envelope(camera, by=by or current_user(), change=change)
-        if expect_revision is None:
-            return await self._timed(self.kv.put(camera.id, value))
         try:
-            if expect_revision == 0:
-                return await self._timed(self.kv.create(camera.id, value))
-            return await self._timed(self.kv.update(camera.id, value, last=expect_revision))
+            return await self._write(camera, expect_revision, by=by, change=change)
         except KeyWrongLastSequenceError:
             raise ConcurrentUpdateError(
                 f"camera {camera.id!r} was changed by someone else meanwhile; run the command again"
             ) from None
+
+    async def _write(
+        self, camera: CameraConfig, expect_revision: int | None, *, by: str | None, change: str
+    ) -> int:
+        """Credentials first, then the camera (compare-and-set unless ``expect_revision`` is
+        None; 0: only if absent), then the camera's other secrets go."""
+        redacted, clear = split_credentials(camera)
+        ref, fresh = await self._store_credentials(camera, clear)
+        value = _envelope(redacted, by=by or current_user(), change=change, ref=ref)
+        try:
+            if expect_revision is None:
+                rev = await self._timed(self.kv.put(camera.id, value))
+            elif expect_revision == 0:
+                rev = await self._timed(self.kv.create(camera.id, value))
+            else:
+                rev = await self._timed(self.kv.update(camera.id, value, last=expect_revision))
+        except Exception:
+            if fresh and ref is not None:  # nobody names it: do not leave a password behind
+                with contextlib.suppress(Exception):
+                    await self._timed((await self._secrets_bucket()).purge(f"{camera.id}.{ref}"))
+                self._secrets.pop(f"{camera.id}.{ref}", None)
+            raise
+        await self._drop_credentials(camera.id, keep=ref)
+        return rev
 
     async def edit(
         self,
@@ -360,6 +560,7 @@ class CameraRegistry:
             raise ConcurrentUpdateError(
                 f"camera {camera_id!r} was changed meanwhile; look at it again and retry"
             ) from None
+        await self._drop_credentials(camera_id)
 
     async def history(self, camera_id: str) -> list[HistoryEntry]:
         """Every kept revision of one camera, oldest first (removals included)."""

@@ -19,6 +19,10 @@ Correctness first, then speed:
   checks every ``check_interval_s`` whether the bucket's stream has moved past the last
   revision it saw; if it has for two checks in a row, or the watch fails, it starts a fresh
   watch, whose first delivery is the whole current state.
+* **Credentials.** Values hold their URLs with the password redacted and name a secret in
+  ``gw_camera_secrets`` (see :mod:`gridwatch.registry.store`); the watcher fetches the secrets
+  the current values name before validating, so a camera runs with the credentials written
+  together with that revision. A value whose secret is missing is refused like an invalid one.
 * **Debounced.** A bulk import writes hundreds of keys in a second or two; changes that arrive
   within ``debounce_s`` of each other are applied together.
 """
@@ -35,7 +39,7 @@ import nats.errors
 from nats.js.kv import KeyValue
 
 from gridwatch.config import CameraConfig, ConfigError, GridwatchConfig, check_camera
-from gridwatch.registry.store import CameraRegistry, decode_value, watch_next, watch_stop
+from gridwatch.registry.store import CameraRegistry, watch_next, watch_stop
 
 __all__ = ["ApplyCameras", "RegistryWatcher"]
 
@@ -214,7 +218,7 @@ class RegistryWatcher:
         first_time = self._judged.get(key) != item.revision
         self._judged[key] = item.revision
         try:
-            data = decode_value(item.value)
+            data = self.registry.resolve(item.value)  # clear URLs from gw_camera_secrets
             camera = check_camera(data, self.config, path=())
             if camera.id != key:
                 raise ValueError(f"key {key!r} holds camera id {camera.id!r}")
@@ -234,6 +238,8 @@ class RegistryWatcher:
         return camera
 
     async def _converge(self) -> None:
+        # the credentials the values name (a failure here resyncs, like a failed watch)
+        await self.registry.load_credentials([k.value for k in self._keys.values() if k.value])
         good: dict[str, CameraConfig] = {}
         for key, item in sorted(self._keys.items()):
             if item.value is None:

@@ -106,6 +106,20 @@
     }
   }
 
+  // A stored subscription expires (notify.push_subscription_ttl_days) unless registered again:
+  // renew this phone's quietly on every visit, without asking for anything.
+  async function renewSubscription() {
+    try {
+      if (!("serviceWorker" in navigator) || !("PushManager" in window)) return;
+      if (!gw.config.vapid_public_key || Notification.permission !== "granted") return;
+      const reg = await navigator.serviceWorker.ready;
+      const sub = await reg.pushManager.getSubscription();
+      if (sub) await gw.api("/api/push/subscribe", { method: "POST", body: sub.toJSON() });
+    } catch (e) {
+      // not fatal: the button subscribes again
+    }
+  }
+
   async function main() {
     if ("serviceWorker" in navigator) {
       navigator.serviceWorker.register("/m/sw.js", { scope: "/m/" }).catch(() => null);
@@ -126,6 +140,7 @@
     const g = gw.config.grids.find((x) => x.id === gw.me.grid);
     $("grid-name").textContent = g ? g.name : (gw.me.grid || "all grids");
     $("subscribe").addEventListener("click", subscribe);
+    renewSubscription();
     gw.feed({
       onStatus: (s) => gw.flash($("conn"), s, s !== "live"),
       onSnapshot: (all) => { items.clear(); all.forEach((i) => items.set(i.id, i)); render(); },
