@@ -23,10 +23,11 @@ from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig, parse_config
-from gridwatch.console.app import CONSOLE, Console, create_app
+from gridwatch.console.app import create_app
 from gridwatch.console.audit import AUDIT_STREAM
 from gridwatch.console.cameras import CameraDirectory
 from gridwatch.console.consumers import replay
+from gridwatch.console.context import CONSOLE, Console
 from gridwatch.console.server import make_live_hub
 from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.notify.snapshots import SnapshotService

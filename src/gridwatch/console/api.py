@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from gridwatch.cases.client import CaseRequestError
 from gridwatch.cases.model import Case, CaseCommand, CaseState
 from gridwatch.config import RULE_TYPES
-from gridwatch.console.app import (
+from gridwatch.console.context import (
     audit_or_log,
     console_of,
     scope_of,

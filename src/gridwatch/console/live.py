@@ -478,7 +478,7 @@ async def _log_only_audit(
 async def _console_audit(
     request: web.Request, camera_id: str, grid: str | None, blurred: bool, session: str
 ) -> bool:
-    from gridwatch.console.app import audit_or_log
+    from gridwatch.console.context import audit_or_log
 
     return await audit_or_log(
         request, "view", "live", grid, camera=camera_id, blurred=blurred, live_session=session[:8]
@@ -509,7 +509,7 @@ def register_live_routes(
     or 404 when there is no such session of theirs.
     """
 
-    from gridwatch.console.app import CONSOLE
+    from gridwatch.console.context import CONSOLE
     from gridwatch.notify.settings import NotifyConfig
 
     console = app.get(CONSOLE)
