@@ -257,12 +257,22 @@ class Trial:
     images_per_s: float
     drops: int
     extra: dict[str, Any] = field(default_factory=dict)
+    keyframe_share: dict[str, float] = field(default_factory=dict)
+    """Per camera that decoded keyframes only through the whole window (an idle camera with
+    idle keyframes on): frames analysed / keyframes that arrived. Such a camera is judged on
+    this share instead of the target fps (it is offered one frame per GOP)."""
 
     @property
     def min_share(self) -> float:
-        if not self.per_camera_fps:
-            return 0.0
-        return min(self.per_camera_fps.values()) / self.fps_target
+        """The lowest analysis rate / target of the cameras decoding every frame."""
+        full = [v for c, v in self.per_camera_fps.items() if c not in self.keyframe_share]
+        if not full:
+            return 0.0 if not self.keyframe_share else 1.0
+        return min(full) / self.fps_target
+
+    @property
+    def min_keyframe_share(self) -> float:
+        return min(self.keyframe_share.values(), default=1.0)
 
     @property
     def p99_ms(self) -> float:
@@ -273,11 +283,24 @@ class Trial:
         return (
             len(self.per_camera_fps) == self.cameras
             and self.min_share >= TARGET_SHARE
+            and self.min_keyframe_share >= TARGET_SHARE
             and (not self.ages_ms or self.p99_ms <= MAX_P99_AGE_MS)
         )
 
     def row(self) -> dict[str, Any]:
-        fps = list(self.per_camera_fps.values())
+        # fps of the cameras decoding every frame; keyframes-only ones are judged apart
+        fps = [v for c, v in self.per_camera_fps.items() if c not in self.keyframe_share]
+        kf = self.keyframe_share
+        kf_keys = (
+            {
+                "keyframe_share_min": round(self.min_keyframe_share, 3),
+                "fps_mean_keyframes_only": round(
+                    statistics.mean(self.per_camera_fps[c] for c in kf), 3
+                ),
+            }
+            if kf
+            else {}
+        )
         return {
             "cameras": self.cameras,
             "pass": self.passed,
@@ -290,6 +313,7 @@ class Trial:
             "images_per_s": round(self.images_per_s, 2),
             "cpu_pct_of_one_core": round(self.cpu_pct, 1),
             "drops": self.drops,
+            **kf_keys,
             **self.extra,
         }
 
@@ -340,8 +364,17 @@ class OursRunner:
         nats_url: str,
         detector: Any,
         detector_config: dict[str, Any] | None = None,
+        idle_keyframes: bool = False,
     ) -> None:
         self.args = args
+        self.idle_keyframes = idle_keyframes
+        """Idle cameras decode keyframes only at the target fps: the config's
+        ``analysis.adaptive_decode`` gets ``max_fps`` = ``--fps`` and ``idle_s`` =
+        ``--idle-s`` (the product default ``max_fps`` 1.0 never engages at 2 fps), and each
+        trial warms up for ``--idle-warmup`` (> idle_s) so that idle cameras have switched."""
+        self.warmup = args.warmup
+        if idle_keyframes:
+            self.warmup = max(args.warmup, args.idle_warmup)
         self.detector_config = detector_config or {}
         """The config's ``detector:`` section (the analyser takes ``imgsz`` from it; the
         detector itself is ``detector``, built once by the bench)."""
@@ -369,11 +402,16 @@ class OursRunner:
         )
         spool = Path(tempfile.gettempdir()) / f"gw-bench-spool-{os.getpid()}"
         det = ", ".join(f"{k}: {json.dumps(v)}" for k, v in self.detector_config.items())
+        adaptive = (
+            f", adaptive_decode: {{max_fps: {self.args.fps}, idle_s: {self.args.idle_s}}}"
+            if self.idle_keyframes
+            else ""
+        )
         text = f"""
 grids: [{{id: g}}]
 alerts: {{spool: {{dir: "{spool}"}}}}
 detector: {{{det}}}
-analysis: {{counting: {{enabled: true}}}}
+analysis: {{counting: {{enabled: true}}{adaptive}}}
 cameras:{"" if specs else " []"}
 {cams}
 """
@@ -405,7 +443,7 @@ cameras:{"" if specs else " []"}
         w = self.worker
         specs = camera_mix(k, self.args.busy_share, self.args.sizes)
         await w.apply_cameras(self.config(specs).cameras)
-        await asyncio.sleep(self.args.warmup)
+        await asyncio.sleep(self.warmup)
         me = psutil.Process()
         svc = w.inference_service
         a0 = {c: w.pipelines[c].stats.analysed for c in w.pipelines}
@@ -416,11 +454,23 @@ cameras:{"" if specs else " []"}
             v.clear()
         modes0 = {c: dict(a.stats.modes) for c, a in w.analysers.items()}
         kf0 = {c: r.stats.keyframes_only for c, r in w.readers.items()}
+        sw0 = {c: a.stats.keyframe_switches for c, a in w.analysers.items()}
+        kp0 = {c: r.stats.keyframe_packets for c, r in w.readers.items()}
         c0 = me.cpu_times()
         t0 = time.monotonic()
         await asyncio.sleep(self.args.seconds)
         dt = time.monotonic() - t0
         c1 = me.cpu_times()
+        # keyframes only through the whole window: at its start, at its end, no switch between
+        sw = {c: a.stats.keyframe_switches - sw0.get(c, 0) for c, a in w.analysers.items()}
+        kf_ids = sorted(
+            c
+            for c, r in w.readers.items()
+            if kf0.get(c) and r.stats.keyframes_only and sw.get(c, 0) == 0
+        )
+        keyframes = {c: w.readers[c].stats.keyframe_packets - kp0.get(c, 0) for c in kf_ids}
+        analysed = {c: w.pipelines[c].stats.analysed - a0.get(c, 0) for c in kf_ids}
+        kf_share = {c: analysed[c] / keyframes[c] if keyframes[c] else 0.0 for c in kf_ids}
         per_cam = {c: (w.pipelines[c].stats.analysed - a0.get(c, 0)) / dt for c in w.pipelines}
         ages = [a for v in self.ages.values() for a in v]
         modes: dict[str, int] = {}
@@ -441,6 +491,7 @@ cameras:{"" if specs else " []"}
             detector_calls_per_s=(svc.stats.batches - b0) / dt,
             images_per_s=(svc.stats.images - i0) / dt,
             drops=svc.stats.replaced + svc.stats.refused - s0,
+            keyframe_share=kf_share,
             extra={
                 "busy": len(busy),
                 "idle": len(idle),
@@ -451,6 +502,16 @@ cameras:{"" if specs else " []"}
                     w.readers[c].slot.dropped - d0.get(c, 0) for c in w.readers
                 ),
                 "keyframes_only_cameras": sum(1 for v in kf0.values() if v),
+                "keyframes_only_ids": kf_ids,
+                "keyframes_only_busy": [c for c in kf_ids if c in busy],
+                "keyframes_arrived_per_s": round(sum(keyframes.values()) / dt, 2),
+                "keyframes_only_analysed_per_s": round(sum(analysed.values()) / dt, 2),
+                "keyframe_switches_in_window": sum(sw.values()),
+                "keyframe_switches_total": {
+                    "busy": sum(w.analysers[c].stats.keyframe_switches for c in busy),
+                    "idle": sum(w.analysers[c].stats.keyframe_switches for c in idle),
+                },
+                "idle_keyframes": self.idle_keyframes,
                 "multi_camera_batches": svc.stats.multi_camera_batches - m0,
                 "counting_cameras": counting,
             },
@@ -797,7 +858,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "counting": "analysis.counting.enabled: true; one crowding rule per camera "
             "(min_count 5, count_window_s 1 s default)",
             "pass_rule": f"every camera >= {TARGET_SHARE:.0%} of target fps and p99 frame age "
-            f"<= {MAX_P99_AGE_MS:.0f} ms",
+            f"<= {MAX_P99_AGE_MS:.0f} ms; with idle keyframes, a camera decoding keyframes only "
+            f"through the whole window instead analyses >= {TARGET_SHARE:.0%} of the keyframes "
+            "that arrived (busy cameras are always judged on the fps)",
+            "idle_keyframes": {
+                "adaptive_decode": {"max_fps": args.fps, "idle_s": args.idle_s},
+                "warmup_s": max(args.warmup, args.idle_warmup),
+                "default_model_run": args.idle_keyframes,
+                "int8_runs": args.int8_keyframes,
+            },
         },
     }
 
@@ -843,7 +912,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         # 2. ours
         det_cfg = {"backend": args.backend, "model": args.model, "confidence": args.confidence}
-        ours = OursRunner(args, rtsp, nats_server.url, detector, det_cfg)
+        ours = OursRunner(
+            args, rtsp, nats_server.url, detector, det_cfg, idle_keyframes=args.idle_keyframes
+        )
         ours.start()
         try:
             budget = args.ours_budget_s
@@ -856,24 +927,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["ours_trials"] = [t.row() for t in ours_trials]
         # 2b. ours with the COCO YOLOv8n INT8 (where the shared model is here)
         int8_trials: list[Trial] = []
+        int8k_trials: list[Trial] = []
         if int8.get("path"):
             int8_cfg = {"backend": "openvino", "model": int8["path"], **INT8_SETTINGS}
             kw = {k: v for k, v in INT8_SETTINGS.items() if k != "confidence"}
             d8 = build_detector(int8["path"], INT8_SETTINGS["confidence"], backend="openvino", **kw)
             result["int8_detector"] = detector_info(d8)
-            ours8 = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg)
-            ours8.start()
-            try:
-                int8_trials = search_capacity(
-                    ours8.trial,
-                    args.max_cameras_int8,
-                    args.int8_budget_s,
-                    start=args.int8_start,
-                )
-            finally:
-                ours8.close()
-            del ours8, d8
-            result["ours_int8_trials"] = [t.row() for t in int8_trials]
+            if args.int8_keyframes in ("both", "plain"):
+                ours8 = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg)
+                ours8.start()
+                try:
+                    int8_trials = search_capacity(
+                        ours8.trial,
+                        args.max_cameras_int8,
+                        args.int8_budget_s,
+                        start=args.int8_start,
+                    )
+                finally:
+                    ours8.close()
+                del ours8
+                result["ours_int8_trials"] = [t.row() for t in int8_trials]
+            # 2c. the same with idle cameras decoding keyframes only at the target fps
+            if args.int8_keyframes in ("both", "keyframes"):
+                ours8k = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg, idle_keyframes=True)
+                ours8k.start()
+                try:
+                    int8k_trials = search_capacity(
+                        ours8k.trial,
+                        args.max_cameras_int8,
+                        args.int8_budget_s,
+                        start=args.int8_keyframes_start,
+                    )
+                finally:
+                    ours8k.close()
+                del ours8k
+                result["ours_int8_keyframes_trials"] = [t.row() for t in int8k_trials]
+            del d8
         weights = str(default_weights_path())
         # 3. naive ultralytics
         naive_trials = search_capacity(
@@ -894,7 +983,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     at_cap = next((t for t in ours_trials if t.cameras == ours_cap and t.passed), None)
     int8_cap = capacity(int8_trials) if int8.get("path") else None
     at_cap8 = next((t for t in int8_trials if t.cameras == int8_cap and t.passed), None)
-    every = [*ours_trials, *int8_trials]
+    int8k_cap = capacity(int8k_trials) if int8k_trials else None
+    at_cap8k = next((t for t in int8k_trials if t.cameras == int8k_cap and t.passed), None)
+    every = [*ours_trials, *int8_trials, *int8k_trials]
     result.update(
         {
             "counting": bool(every)
@@ -906,6 +997,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_int8": round(int8_cap / naive_cap, 2) if naive_cap and int8_cap else None,
             "p99_frame_age_ms_int8": round(at_cap8.p99_ms, 1)
             if at_cap8 and at_cap8.ages_ms
+            else None,
+            "ours_int8_keyframes_max_cameras": int8k_cap,
+            "ratio_int8_keyframes": round(int8k_cap / naive_cap, 2)
+            if naive_cap and int8k_cap
+            else None,
+            "p99_frame_age_ms_int8_keyframes": round(at_cap8k.p99_ms, 1)
+            if at_cap8k and at_cap8k.ages_ms
+            else None,
+            "keyframes_only_at_int8_keyframes_max": at_cap8k.extra.get("keyframes_only_ids")
+            if at_cap8k
             else None,
             "ratio_note": None
             if naive_cap
@@ -973,9 +1074,9 @@ def print_table(r: dict[str, Any]) -> None:
     cols = [
         "cameras", "pass", "busy", "idle", "fps_min", "fps_mean", "frame_age_p50_ms",
         "frame_age_p99_ms", "detector_calls_per_s", "cpu_pct_of_one_core", "drops",
-        "counting_cameras",
+        "counting_cameras", "keyframes_only_cameras", "keyframe_share_min",
     ]  # fmt: skip
-    for name in ("ours_trials", "ours_int8_trials", "naive_trials"):
+    for name in ("ours_trials", "ours_int8_trials", "ours_int8_keyframes_trials", "naive_trials"):
         if name not in r:
             continue
         print(name.replace("_", " "))
@@ -999,6 +1100,9 @@ def print_table(r: dict[str, Any]) -> None:
         "ours_int8_max_cameras",
         "ratio_int8",
         "p99_frame_age_ms_int8",
+        "ours_int8_keyframes_max_cameras",
+        "ratio_int8_keyframes",
+        "p99_frame_age_ms_int8_keyframes",
         "counting",
         "region_recall_vs_full",
         "region_cpu_vs_full",
@@ -1029,6 +1133,28 @@ def main(argv: list[str]) -> int:
         "2 streams × 1 thread) where it exists; 'none' skips it",
     )
     ap.add_argument("--int8-start", type=int, help="first K tried with the INT8 model")
+    ap.add_argument(
+        "--int8-keyframes",
+        choices=("both", "plain", "keyframes"),
+        default="both",
+        help="INT8 capacity searches: plain, with idle cameras on keyframes only, or both",
+    )
+    ap.add_argument(
+        "--int8-keyframes-start", type=int, help="first K of the INT8 idle-keyframes search"
+    )
+    ap.add_argument(
+        "--idle-keyframes",
+        action="store_true",
+        help="the default-model run also lets idle cameras decode keyframes only",
+    )
+    ap.add_argument(
+        "--idle-s",
+        type=float,
+        help="analysis.adaptive_decode.idle_s of the idle-keyframes runs (quick: 5, else 10)",
+    )
+    ap.add_argument(
+        "--idle-warmup", type=float, help="warm-up of the idle-keyframes runs (idle_s + 6)"
+    )
     ap.add_argument("--ours-start", type=int, help="first K tried for ours (quick: 4)")
     ap.add_argument(
         "--soak", type=float, help="instead: run ours with --cameras K for this many minutes"
@@ -1049,6 +1175,9 @@ def main(argv: list[str]) -> int:
     args.ours_start = args.ours_start or (4 if q else 1)
     args.naive_start = args.naive_start or (2 if q else 1)
     args.int8_start = args.int8_start or (20 if q else 10)
+    args.int8_keyframes_start = args.int8_keyframes_start or (40 if q else 10)
+    args.idle_s = args.idle_s or (5.0 if q else 10.0)
+    args.idle_warmup = args.idle_warmup or args.idle_s + 6.0
     args.ours_budget_s = 90 if q else 1200
     args.int8_budget_s = 120 if q else 1200
     args.counting_reps = 10 if q else 30

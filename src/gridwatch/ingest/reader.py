@@ -62,6 +62,8 @@ class ReaderStats:
     """Decoding keyframes only (an idle camera, see :meth:`CameraReader.set_keyframes_only`)."""
     keyframe_interval_s: float = 0.0
     """Smoothed time between keyframes (the GOP), 0 until two were seen."""
+    keyframe_packets: int = 0
+    """Keyframe packets received (decoded or not): what a keyframes-only camera can see."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,7 @@ class CameraReader:
                         continue
                     self.stats.packets += 1
                     if packet.is_keyframe:
+                        self.stats.keyframe_packets += 1
                         now = time.monotonic()
                         if last_key is not None:
                             gap, ki = now - last_key, self.stats.keyframe_interval_s
