@@ -11,6 +11,15 @@ Two kinds of figures, chosen so that a frame costs (almost) nothing to count:
 
 Every metric is labelled ``camera`` where it is per camera. Each worker has its own registry,
 so tests and benchmarks can run several workers in one process.
+
+The collector is fed a :class:`WorkerFigures` snapshot by a callable the worker gives it
+(:meth:`WorkerMetrics.bind`): it never reads the worker's internals, and this module does not
+import the worker.
+
+>>> m = WorkerMetrics()
+>>> m.bind(lambda: WorkerFigures(cameras=[CameraFigures("gate", frames_decoded=7)]))
+>>> [line for line in m.render().decode().splitlines() if line.endswith(" 7.0")]
+['gridwatch_frames_decoded_total{camera="gate"} 7.0']
 """
 
 from __future__ import annotations
@@ -18,15 +27,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from gridwatch.worker import Worker
+from gridwatch.detectors.batching import BatchingStats
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +43,36 @@ AGE_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 DETECTOR_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
+@dataclass(frozen=True, slots=True)
+class CameraFigures:
+    """One camera's counters at scrape time (plain numbers the stages keep anyway)."""
+
+    camera_id: str
+    frames_decoded: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    online: bool = False
+    keyframes_only: bool = False
+    frames_analysed: int | None = None
+    detector_runs: Mapping[str, int] | None = None
+    """Analyser modes (gated, regions, full, dropped) → count; None without an analyser."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFigures:
+    """What a worker exports at one scrape."""
+
+    cameras: list[CameraFigures] = field(default_factory=list)
+    inference: BatchingStats | None = None
+    inference_pending: int = 0
+
+
 class _WorkerCollector(Collector):
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, figures: Callable[[], WorkerFigures]) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterator[Any]:
-        w = self.worker
+        w = self.figures()
         decoded = CounterMetricFamily(
             "gridwatch_frames_decoded", "Frames decoded from the camera.", labels=["camera"]
         )
@@ -69,25 +102,21 @@ class _WorkerCollector(Collector):
             "1 while the camera decodes keyframes only (idle).",
             labels=["camera"],
         )
-        for cam_id, reader in list(w.readers.items()):
-            s = reader.stats
-            decoded.add_metric([cam_id], s.frames_decoded)
-            dropped.add_metric([cam_id], reader.slot.dropped)
-            reconnects.add_metric([cam_id], max(0, s.opens - 1))
-            online.add_metric([cam_id], 1.0 if s.state.value == "online" else 0.0)
-            keyframes.add_metric([cam_id], 1.0 if s.keyframes_only else 0.0)
-            pipe = w.pipelines.get(cam_id)
-            if pipe is not None:
-                analysed.add_metric([cam_id], pipe.stats.analysed)
-            analyser = w.analysers.get(cam_id)
-            if analyser is not None:
-                for mode, n in analyser.stats.modes.items():
-                    runs.add_metric([cam_id, mode], n)
+        for cam in w.cameras:
+            cam_id = cam.camera_id
+            decoded.add_metric([cam_id], cam.frames_decoded)
+            dropped.add_metric([cam_id], cam.frames_dropped)
+            reconnects.add_metric([cam_id], cam.reconnects)
+            online.add_metric([cam_id], 1.0 if cam.online else 0.0)
+            keyframes.add_metric([cam_id], 1.0 if cam.keyframes_only else 0.0)
+            if cam.frames_analysed is not None:
+                analysed.add_metric([cam_id], cam.frames_analysed)
+            for mode, n in (cam.detector_runs or {}).items():
+                runs.add_metric([cam_id, mode], n)
         yield from (decoded, dropped, analysed, runs, reconnects, online, keyframes)
-        service = w.inference_service
-        if service is None:
+        st = w.inference
+        if st is None:
             return
-        st = service.stats
         yield CounterMetricFamily(
             "gridwatch_inference_batches", "Detector calls made by the service.", value=st.batches
         )
@@ -114,7 +143,7 @@ class _WorkerCollector(Collector):
             value=st.busy_s,
         )
         yield GaugeMetricFamily(
-            "gridwatch_inference_pending", "Requests waiting now.", value=service.pending
+            "gridwatch_inference_pending", "Requests waiting now.", value=w.inference_pending
         )
 
 
@@ -143,11 +172,11 @@ class WorkerMetrics:
         self._thread: threading.Thread | None = None
         self.port: int | None = None
 
-    def bind(self, worker: Worker) -> None:
-        """Export ``worker``'s live stats (read at each scrape)."""
+    def bind(self, figures: Callable[[], WorkerFigures]) -> None:
+        """Export what ``figures()`` returns, called at each scrape."""
         if self._collector is not None:
             self.registry.unregister(self._collector)
-        self._collector = _WorkerCollector(worker)
+        self._collector = _WorkerCollector(figures)
         self.registry.register(self._collector)
 
     def observe(self, camera_id: str, mode: str, frame_age_ms: float, detector_ms: float) -> None:

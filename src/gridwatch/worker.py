@@ -45,7 +45,7 @@ from gridwatch.detectors.batching import BatchingService
 from gridwatch.ingest.reader import CameraReader
 from gridwatch.ingest.urls import redact_url
 from gridwatch.leases.manager import LeaseManager
-from gridwatch.metrics import WorkerMetrics
+from gridwatch.metrics import CameraFigures, WorkerFigures, WorkerMetrics
 from gridwatch.model import Alert, Frame, IncidentEvent, IncidentState
 from gridwatch.pipeline import CameraPipeline
 from gridwatch.rules.base import CAMERA_STOPPED, WORKER_STOPPED
@@ -166,7 +166,7 @@ class Worker:
         """Detector work of every camera, batched and bounded (started by :meth:`run`)."""
         self.analysers: dict[str, CameraAnalyser] = {}
         self.metrics = WorkerMetrics()
-        self.metrics.bind(self)
+        self.metrics.bind(self.figures)
         self.nc: NatsClient | None = None
         self.published = 0
         self.spool: AlertSpool | None = None
@@ -532,6 +532,32 @@ class Worker:
         self.published += 1
         for callback in self.on_published:
             callback(alert)
+
+    def figures(self) -> WorkerFigures:
+        """The counters /metrics exports, read now (see :mod:`gridwatch.metrics`)."""
+        cams = []
+        for cam_id, reader in list(self.readers.items()):
+            s = reader.stats
+            pipe = self.pipelines.get(cam_id)
+            analyser = self.analysers.get(cam_id)
+            cams.append(
+                CameraFigures(
+                    camera_id=cam_id,
+                    frames_decoded=s.frames_decoded,
+                    frames_dropped=reader.slot.dropped,
+                    reconnects=max(0, s.opens - 1),
+                    online=s.state.value == "online",
+                    keyframes_only=s.keyframes_only,
+                    frames_analysed=pipe.stats.analysed if pipe is not None else None,
+                    detector_runs=dict(analyser.stats.modes) if analyser is not None else None,
+                )
+            )
+        service = self.inference_service
+        return WorkerFigures(
+            cameras=cams,
+            inference=service.stats if service is not None else None,
+            inference_pending=service.pending if service is not None else 0,
+        )
 
     def health(self, camera_id: str) -> dict[str, object]:
         reader = self.readers[camera_id]
