@@ -45,7 +45,7 @@ from gridwatch.detectors.regions import (
     propose,
     whole_frame_input_area,
 )
-from gridwatch.geometry import iou_matrix
+from gridwatch.geometry import iou, iou_matrix
 from gridwatch.ingest.motion import MotionDetector, MotionResult, MotionSettings, Polygon
 from gridwatch.model import Detections, Frame
 
@@ -214,7 +214,7 @@ class CameraAnalyser:
             # IoU ≥ 0.5 kept both positions and doubled the region: 0.23 → 0.26 of the pixels)
             same = 0.5 if age == 0 else SAME_OBJECT_IOU
             for b in boxes:
-                if not any(_iou(b, k) >= same for k in kept):
+                if not any(iou(b, k) >= same for k in kept):
                     kept.append(b)
         return np.array(kept, np.float32).reshape(-1, 4)
 
@@ -400,16 +400,6 @@ def _moved_inside(box: npt.NDArray[np.float32], motion: MotionResult | None) -> 
     x0, y0 = max(0, int(box[0] // s)), max(0, int(box[1] // s))
     x1, y1 = int(-(-box[2] // s)), int(-(-box[3] // s))
     return bool(motion.mask[y0:y1, x0:x1].any())
-
-
-def _iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = float(iw * ih)
-    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

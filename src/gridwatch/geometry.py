@@ -13,10 +13,25 @@ agree, so they ask here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
 Boxes = npt.NDArray[np.float32]
+
+
+def iou(a: Sequence[float] | Boxes, b: Sequence[float] | Boxes) -> float:
+    """Intersection over union of two xyxy boxes (tuples or arrays).
+
+    >>> iou((0, 0, 2, 2), (1, 0, 3, 2))
+    0.3333333333333333
+    """
+    ix = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
+    iy = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
+    inter = ix * iy
+    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def iou_matrix(a: Boxes, b: Boxes) -> Boxes:

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridwatch.geometry import iou
 from gridwatch.model import Detections, IncidentEvent
 from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
-from gridwatch.rules.tracks import TrackedObject, TrackTable, iou, tracked
+from gridwatch.rules.tracks import TrackedObject, TrackTable, tracked
 from gridwatch.rules.zones import Zone
 
 
