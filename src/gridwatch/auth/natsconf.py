@@ -355,12 +355,15 @@ def build_nats_config(
     cluster_listen: str | None = None,
     routes: Sequence[str] = (),
     route_tls: TlsFiles | None = None,
+    no_advertise: bool = False,
 ) -> dict[str, Any]:
     """The nats-server configuration (a dict, see :func:`render_nats_config`).
 
     ``tls``: clients must connect with TLS. ``cluster_name``/``cluster_listen``/``routes``: a
     cluster node (routes as ``nats://host:port``; with ``route_tls`` they are ``tls://`` and
-    both ends verify each other's certificate against the CA)."""
+    both ends verify each other's certificate against the CA). ``no_advertise``: the node does
+    not tell clients the other nodes' addresses (clients list every node themselves; gossiped
+    addresses are IPs, which the nodes' TLS certificates do not name)."""
     users: list[dict[str, Any]] = []
     for u in config.users:
         entry: dict[str, Any] = {"user": u.name, "password": u.password_hash}
@@ -390,6 +393,8 @@ def build_nats_config(
         if routes:
             scheme = "tls" if route_tls is not None else "nats"
             cluster["routes"] = [f"{scheme}://{r.split('://', 1)[-1]}" for r in routes]
+        if no_advertise:
+            cluster["no_advertise"] = True
         out["cluster"] = cluster
     return out
 

@@ -143,12 +143,32 @@ def _lenient_reference(camera: CameraConfig, env: _Env) -> GridwatchConfig:
 
 @contextlib.asynccontextmanager
 async def _nats(env: _Env) -> AsyncIterator[NatsClient]:
-    """A connection that fails fast (no reconnects): a CLI should say at once if NATS is down."""
+    """A connection that fails fast (no reconnects): a CLI should say at once if NATS is down.
+
+    On a secured server it logs in as ``$GW_NATS_USER``/``$GW_NATS_PASSWORD`` (else the
+    config's ``nats.user``/``password``) and uses TLS with ``$GW_NATS_TLS_CA`` (else the
+    config's ``nats.tls_ca_file``)."""
     import nats
+
+    from gridwatch.auth.client import resolve_credentials, tls_context
+    from gridwatch.auth.subjects import inbox_prefix
 
     async def quiet(exc: Exception) -> None:
         log.debug("nats: %s", exc)
 
+    ncfg = env.config.nats if env.config is not None else None
+    user, password = resolve_credentials(
+        None,
+        None,
+        config_user=ncfg.user if ncfg else None,
+        config_password=ncfg.password if ncfg else None,
+    )
+    login: dict[str, Any] = {}
+    if user:
+        login = {"user": user, "password": password or "", "inbox_prefix": inbox_prefix(user)}
+    ctx = tls_context(ncfg.tls_ca_file if ncfg else None)
+    if ctx is not None:
+        login["tls"] = ctx
     try:
         nc: NatsClient = await asyncio.wait_for(
             nats.connect(
@@ -158,6 +178,7 @@ async def _nats(env: _Env) -> AsyncIterator[NatsClient]:
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 error_cb=quiet,
+                **login,
             ),
             10,
         )

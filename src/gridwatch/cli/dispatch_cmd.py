@@ -150,6 +150,10 @@ def nats_config_cmd(
     route_tls: Annotated[
         bool, typer.Option(help="Routes over TLS, both ends verified (needs the --tls-* files).")
     ] = True,
+    no_advertise: Annotated[
+        bool,
+        typer.Option("--no-advertise", help="Do not gossip the other nodes' addresses to clients."),
+    ] = False,
 ) -> None:
     """Write a nats-server configuration: JetStream on, one user per configured user, each
     confined to what their role and grid allow; with --tls-* TLS for clients (and routes)."""
@@ -182,6 +186,7 @@ def nats_config_cmd(
         cluster_listen=cluster_listen,
         routes=route or (),
         route_tls=tls if clustered and route_tls else None,
+        no_advertise=no_advertise,
     )
     roles: dict[str, int] = {}
     for u in cfg.users:
@@ -209,6 +214,34 @@ def nats_certs_cmd(
     for c in issued:
         typer.echo(f"wrote {c.cert} and {c.key}")
     typer.echo(f"CA: {out / 'ca.pem'} (clients: nats.tls_ca_file; keep ca-key.pem offline)")
+
+
+def nats_cluster_init_cmd(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for certs, secrets and node configs.")
+    ] = Path("configs/nats-cluster"),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Also give this config's users (people, services)."),
+    ] = None,
+    node: Annotated[
+        list[str] | None,
+        typer.Option("--node", help="Node host names (repeat; default nats, nats-2, nats-3)."),
+    ] = None,
+) -> None:
+    """Make a TLS, authorized NATS cluster's files (docker-compose.yml's): certificates, one
+    password per identity (secrets.env), users.yaml with their bcrypt hashes, and each node's
+    `nats-config` (nats-1.conf ...). Re-running keeps the certificates and passwords."""
+    from gridwatch.auth.cluster import IDENTITIES, NODES, init_cluster
+
+    base = _config(config) if config is not None else None
+    files = init_cluster(out, nodes=node or NODES, base=base)
+    for conf in files.node_configs:
+        typer.echo(f"wrote {conf}")
+    typer.echo(f"certificates in {files.certs} (clients trust {files.certs / 'ca.pem'})")
+    names = ", ".join(f"{i.name} ({i.env})" for i in IDENTITIES)
+    typer.echo(f"passwords in {files.secrets_env} (mode 0600, never commit): {names}")
+    typer.echo(f"start: docker compose --env-file {files.secrets_env} up --scale worker=3")
 
 
 # -- cases -----------------------------------------------------------------------------------------
@@ -573,5 +606,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(push_app, name="push")
     app.command("nats-config")(nats_config_cmd)
     app.command("nats-certs")(nats_certs_cmd)
+    app.command("nats-cluster-init")(nats_cluster_init_cmd)
     app.command("notifier")(notifier_cmd)
     app.command("status")(status_cmd)
