@@ -46,7 +46,7 @@ def main() -> int:
     # the camera's namespace: its process waits for "go" until its interface is configured
     cam = subprocess.Popen(
         ["unshare", "-n", "sh", "-c", 'read go && exec "$0" "$@"', sys.executable, "-m",
-         "gridwatch.onvif.simulator", "--ip", CAM_IP, "--user", "admin", "--password", "pw",
+         "tests.plugins.onvif_simulator", "--ip", CAM_IP, "--user", "admin", "--password", "pw",
          "--name", "Gate South", "--rtsp", f"rtsp://{CAM_IP}:554/main",
          "--rtsp", f"rtsp://{CAM_IP}:554/sub"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -75,14 +75,21 @@ def main() -> int:
             "discover", "--timeout", "1.5", "--json", "--user", "admin", "--password", "pw"
         )
         result["bad_login"] = gw(
-            "discover", "--timeout", "1.5", "--json", "--user", "admin", "--password", "nope"
-        )
+            "discover", "--timeout", "1.5", "--json", "--user", "admin", "--password", "nope",
+            "--interface", OPS_IP,
+        )  # fmt: skip
+        result["no_such_interface"] = gw("discover", "--timeout", "1", "--json", "--interface",
+                                         "10.77.0.9")  # fmt: skip
         result["table"] = gw("discover", "--timeout", "1.5", "--user", "admin", "--password", "pw")
         # while we have a namespace: an address with no route to it
         sh("ip", "route", "add", "unreachable", "10.99.0.0/16")
         result["unreachable"] = gw(
             "probe", "rtsp://admin:pw@10.99.0.1/stream", "--json", "--no-snapshot"
         )
+        cam.stdin.close()  # the simulator exits, listing the SOAP calls it was asked
+        for line in cam.stdout.read().splitlines():
+            if line.startswith("REQUESTS"):
+                result["requests"] = line.split()[1:]
         print(json.dumps(result))
         return 0
     finally:

@@ -84,6 +84,19 @@ def test_a_wrong_password_is_reported_as_such(scenario: dict[str, Any]) -> None:
     assert "nope" not in scenario["bad_login"]["stdout"]
 
 
+def test_an_interface_without_that_address_probes_nothing(scenario: dict[str, Any]) -> None:
+    result = scenario["no_such_interface"]
+    assert (result["rc"], json.loads(result["stdout"])) == (0, [])
+    assert "no interface has the address 10.77.0.9" in result["stderr"]
+
+
+def test_the_camera_checked_each_login(scenario: dict[str, Any]) -> None:
+    """The simulated camera answers only requests whose WS-Security digest it verified: the
+    calls with the right password all got through, the wrong one was refused at once."""
+    listing = ["GetDeviceInformation", "GetServices", "GetProfiles", "GetStreamUri", "GetStreamUri"]
+    assert scenario["requests"] == [*listing, "GetDeviceInformation!", *listing]
+
+
 def test_probe_names_an_unreachable_host(scenario: dict[str, Any]) -> None:
     result = scenario["unreachable"]
     assert result["rc"] == 1

@@ -1,81 +1,95 @@
-"""WS-Discovery and ONVIF SOAP messages, without any network: building, parsing, digests."""
+"""WS-Discovery messages as ``wsdiscovery`` builds and parses them, against the simulated camera,
+without any network; and the simulator's WS-Security check (what proves the client logs in)."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import xml.etree.ElementTree as ET
 
-import pytest
+from wsdiscovery import QName
+from wsdiscovery.actions import constructProbe
+from wsdiscovery.message import createSOAPMessage, parseSOAPMessage
+from wsdiscovery.service import Service
 
-from gridwatch.onvif.discovery import parse_probe_matches, probe_message
-from gridwatch.onvif.soap import (
-    NS,
-    SoapFault,
-    envelope,
-    fault_of,
-    find_text,
-    parse_xml,
-    password_digest,
-    security_header,
-)
+from gridwatch.onvif.discovery import NVT_NAMESPACE, device_from_service
+from tests.plugins.onvif_simulator import NS, OnvifSimulator, SimProfile, envelope, password_digest
 
-MATCH = """<?xml version="1.0" encoding="UTF-8"?>
-<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"
-  xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"
-  xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery">
- <s:Header><a:RelatesTo>urn:uuid:probe-1</a:RelatesTo></s:Header>
- <s:Body><d:ProbeMatches><d:ProbeMatch>
-  <a:EndpointReference><a:Address>urn:uuid:cam-7</a:Address></a:EndpointReference>
-  <d:Types>dn:NetworkVideoTransmitter</d:Types>
-  <d:Scopes>onvif://www.onvif.org/name/Gate%20South onvif://www.onvif.org/hardware/DS-2CD
-   onvif://www.onvif.org/location/school-9</d:Scopes>
-  <d:XAddrs>http://10.0.0.7/onvif/device_service http://[fe80::1]/onvif/device_service</d:XAddrs>
- </d:ProbeMatch></d:ProbeMatches></s:Body></s:Envelope>"""
+NOW = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 
 
-def test_probe_message_is_a_ws_discovery_probe() -> None:
-    root = parse_xml(probe_message("urn:uuid:probe-1"))
-    assert find_text(root, "s:Header/a:MessageID") == "urn:uuid:probe-1"
-    assert find_text(root, "s:Body/d:Probe/d:Types") == "dn:NetworkVideoTransmitter"
+def sim(**kw: object) -> OnvifSimulator:
+    s = OnvifSimulator("10.0.0.7", [SimProfile("p0", "main", "rtsp://10.0.0.7/main")], **kw)  # type: ignore[arg-type]
+    s._http = type("Fake", (), {"server_address": ("10.0.0.7", 80)})()  # type: ignore[assignment]
+    return s
 
 
-def test_probe_matches_are_parsed_and_matched_to_our_probe() -> None:
-    (dev,) = parse_probe_matches(MATCH.encode(), "10.0.0.7", "urn:uuid:probe-1")
-    assert dev.endpoint == "urn:uuid:cam-7"
+def probe(local: str = "NetworkVideoTransmitter") -> bytes:
+    env = constructProbe([QName(NVT_NAMESPACE, local, "dn")], [])
+    return str(createSOAPMessage(env)).encode()
+
+
+def test_the_probe_wsdiscovery_sends_is_answered_with_what_it_parses() -> None:
+    camera = sim(name="Gate South", hardware="DS-2CD", location="school 9")
+    answer = camera.probe_match(probe())
+    assert answer is not None
+    env = parseSOAPMessage(answer, "10.0.0.7")
+    (match,) = env.getProbeResolveMatches()
+    service = Service(match.getTypes(), match.getScopes(), match.getXAddrs(), match.getEPR(), 0)
+    dev = device_from_service(service, "10.0.0.7")
+    assert dev.endpoint == camera.endpoint
     assert dev.address == "10.0.0.7"
-    assert dev.xaddrs[0] == "http://10.0.0.7/onvif/device_service"
-    assert len(dev.xaddrs) == 2
-    assert (dev.name, dev.hardware, dev.location) == ("Gate South", "DS-2CD", "school-9")
-    assert parse_probe_matches(MATCH.encode(), "10.0.0.7", "urn:uuid:other") == []
-    assert parse_probe_matches(b"not xml", "10.0.0.7", None) == []
+    assert dev.xaddrs == ["http://10.0.0.7:80/onvif/device_service"]
+    assert (dev.name, dev.hardware, dev.location) == ("Gate South", "DS-2CD", "school 9")
+    assert {t.getFullname() for t in service.getTypes()} >= {
+        f"{NVT_NAMESPACE}:NetworkVideoTransmitter"
+    }
+    assert "dn:NetworkVideoTransmitter" in dev.types
 
 
-def test_documents_with_a_dtd_are_refused() -> None:
-    evil = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
-    with pytest.raises(SoapFault, match="DTD"):
-        parse_xml(evil)
+def test_without_a_sender_the_xaddr_host_stands_in() -> None:
+    service = Service([], [], ["http://10.0.0.9/onvif/device_service"], "urn:uuid:cam-9", 0)
+    dev = device_from_service(service)
+    assert (dev.endpoint, dev.address, dev.name) == ("urn:uuid:cam-9", "10.0.0.9", None)
 
 
-def test_usernametoken_digest_is_verifiable() -> None:
-    now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
-    root = parse_xml(envelope("<x/>", security_header("admin", "s3cret", now=now)))
-    token = root.find("s:Header/wsse:Security/wsse:UsernameToken", NS)
-    assert token is not None
-    nonce = base64.b64decode(find_text(token, "wsse:Nonce") or "")
-    created = find_text(token, "wsu:Created") or ""
-    assert created == "2026-11-26T10:00:00Z"
-    assert find_text(token, "wsse:Password") == password_digest("s3cret", nonce, created)
-    assert b"s3cret" not in envelope("<x/>", security_header("admin", "s3cret"))
+def test_the_simulator_answers_each_probe_once_and_only_for_cameras() -> None:
+    camera = sim()
+    message = probe()
+    assert camera.probe_match(message) is not None
+    assert camera.probe_match(message) is None  # the SOAP-over-UDP repeat of the same probe
+    assert camera.probe_match(probe("Printer")) is None
+    assert camera.probe_match(b"<x/>") is None
+    assert camera.probe_match(b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>') is None
 
 
-def test_faults_say_whether_credentials_were_the_problem() -> None:
-    body = (
-        "<s:Fault><s:Code><s:Value>s:Sender</s:Value><s:Subcode><s:Value>ter:NotAuthorized"
-        "</s:Value></s:Subcode></s:Code><s:Reason><s:Text>Sender not Authorized</s:Text>"
-        "</s:Reason></s:Fault>"
+def token(password: str, *, nonce: bytes = b"0123456789abcdef", created: str = "") -> ET.Element:
+    created = created or NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = password_digest(password, nonce, created)
+    header = (
+        f"<wsse:Security><wsse:UsernameToken><wsse:Username>admin</wsse:Username>"
+        f'<wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/'
+        f'oasis-200401-wss-username-token-profile-1.0#PasswordDigest">{digest}</wsse:Password>'
+        f"<wsse:Nonce>{base64.b64encode(nonce).decode()}</wsse:Nonce>"
+        f"<wsu:Created>{created}</wsu:Created></wsse:UsernameToken></wsse:Security>"
     )
-    fault = fault_of(parse_xml(envelope(body)))
-    assert fault is not None
-    assert fault.not_authorized
-    assert "not Authorized" in str(fault)
-    assert fault_of(parse_xml(envelope("<ok/>"))) is None
+    return ET.fromstring(envelope("<tds:GetDeviceInformation/>", header))
+
+
+def test_password_digest_is_the_ws_security_one() -> None:
+    assert password_digest("secret", b"0123456789abcdef", "2026-11-26T10:00:00Z") == (
+        "PpjYlzjw18H27koyaEqSLTYniN8="
+    )
+
+
+def test_the_simulator_checks_the_digest_once_and_the_clock() -> None:
+    camera = sim(password="s3cret")
+    assert not camera.authorized(token("wrong"), now=NOW)
+    assert camera.authorized(token("s3cret"), now=NOW)
+    assert not camera.authorized(token("s3cret"), now=NOW)  # the same nonce again: a replay
+    assert camera.authorized(token("s3cret", nonce=b"another nonce 16"), now=NOW)
+    stale = token("s3cret", nonce=b"a third nonce 16")
+    assert not camera.authorized(stale, now=NOW + dt.timedelta(minutes=6))
+    no_token = ET.fromstring(envelope("<tds:GetDeviceInformation/>"))
+    assert not camera.authorized(no_token, now=NOW)
+    assert no_token.find("s:Body/tds:GetDeviceInformation", NS) is not None

@@ -1,4 +1,4 @@
-"""ONVIF WS-Discovery: find cameras on the local network segment.
+"""ONVIF WS-Discovery: find cameras on the local network segment (with ``wsdiscovery``).
 
 A Probe for ``dn:NetworkVideoTransmitter`` goes to the WS-Discovery multicast group
 (239.255.255.250:3702); each ONVIF device answers with a ProbeMatch, unicast, naming its
@@ -6,39 +6,37 @@ endpoint (a ``urn:uuid``), its device-service URLs (XAddrs) and scopes (name, ha
 location). The multicast TTL is 1: the probe never leaves the segment it is sent on, which is
 also why discovery finds cameras only on the engineer's own segment (routers do not forward it).
 
-The probe is sent twice, 200 ms apart (UDP may drop one; WS-Discovery asks for retransmission),
-with the same MessageID, and answers are matched on ``RelatesTo`` and de-duplicated by
-endpoint, so a device heard twice is listed once.
+The protocol is the ``wsdiscovery`` package's (the one Home Assistant's ONVIF integration uses):
+it repeats the probe as SOAP-over-UDP asks (UDP may drop one) and keeps one entry per endpoint,
+so a device heard twice is listed once. Its API is blocking (threads and a sleep), so
+:func:`discover` runs it in a worker thread. This module only turns its answers into
+:class:`DiscoveredDevice` rows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import struct
-import uuid
+import threading
 from dataclasses import dataclass, field
-from urllib.parse import unquote
-
-from gridwatch.onvif.soap import NS, SoapFault, envelope, find_text, parse_xml
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "MULTICAST_GROUP",
     "MULTICAST_PORT",
+    "NVT_NAMESPACE",
     "DiscoveredDevice",
+    "device_from_service",
     "discover",
-    "parse_probe_matches",
-    "probe_message",
 ]
 
 log = logging.getLogger(__name__)
 
 MULTICAST_GROUP = "239.255.255.250"
 MULTICAST_PORT = 3702
-_PROBE_ACTION = "http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe"
-_TO = "urn:schemas-xmlsoap-org:ws:2005:04:discovery"
+NVT_NAMESPACE = "http://www.onvif.org/ver10/network/wsdl"
+"""The namespace of the ``NetworkVideoTransmitter`` type that ONVIF cameras announce."""
 
 
 @dataclass
@@ -55,7 +53,12 @@ class DiscoveredDevice:
     types: list[str] = field(default_factory=list)
 
     def scope(self, kind: str) -> str | None:
-        """The value of an ``onvif://www.onvif.org/<kind>/<value>`` scope (URL-decoded)."""
+        """The value of an ``onvif://www.onvif.org/<kind>/<value>`` scope (URL-decoded).
+
+        >>> DiscoveredDevice("urn:uuid:1", "10.0.0.7", [],
+        ...     ["onvif://www.onvif.org/name/Gate%20South"]).scope("name")
+        'Gate South'
+        """
         prefix = f"onvif://www.onvif.org/{kind}/"
         for s in self.scopes:
             if s.startswith(prefix):
@@ -75,93 +78,83 @@ class DiscoveredDevice:
         return self.scope("location")
 
 
-def probe_message(message_id: str) -> bytes:
-    """The WS-Discovery Probe for network video transmitters."""
-    header = (
-        f"<a:MessageID>{message_id}</a:MessageID><a:To>{_TO}</a:To>"
-        f"<a:Action>{_PROBE_ACTION}</a:Action>"
+def device_from_service(service: Any, sender: str | None = None) -> DiscoveredDevice:
+    """A :class:`DiscoveredDevice` from a ``wsdiscovery.service.Service``.
+
+    ``sender`` is the address the ProbeMatch came from; without it, the host of the first
+    XAddr stands in (the same address on any camera not behind NAT).
+    """
+    xaddrs = [str(x) for x in service.getXAddrs() or []]
+    endpoint = str(service.getEPR() or (xaddrs[0] if xaddrs else ""))
+    if sender is None:
+        sender = (urlsplit(xaddrs[0]).hostname or "") if xaddrs else ""
+    return DiscoveredDevice(
+        endpoint=endpoint,
+        address=sender,
+        xaddrs=xaddrs,
+        scopes=[str(s.getValue()) for s in service.getScopes() or []],
+        types=[
+            f"{t.getNamespacePrefix()}:{t.getLocalname()}"
+            if t.getNamespacePrefix()
+            else str(t.getLocalname())
+            for t in service.getTypes() or []
+        ],
     )
-    body = "<d:Probe><d:Types>dn:NetworkVideoTransmitter</d:Types></d:Probe>"
-    return envelope(body, header)
 
 
-def parse_probe_matches(data: bytes, sender: str, message_id: str | None) -> list[DiscoveredDevice]:
-    """Devices in a ProbeMatches answer; [] for anything else (or an answer to another probe)."""
+def _search(timeout_s: float, interface: str | None) -> list[DiscoveredDevice]:
+    """Probe and listen for ``timeout_s`` (blocking: wsdiscovery's threads and sleep)."""
+    from wsdiscovery import QName
+    from wsdiscovery.discovery import ThreadedWSDiscovery
+
+    senders: dict[str, str] = {}
+    probed_from: list[str] = []
+    lock = threading.Lock()
+
+    class _Discovery(ThreadedWSDiscovery):  # type: ignore[misc]
+        """Probe from ``interface`` only (when given), and note who answered."""
+
+        def _networkAddressAdded(self, addr: Any) -> None:
+            if interface is None or str(addr) == interface:
+                probed_from.append(str(addr))
+                super()._networkAddressAdded(addr)
+
+        def _handle_probematches(self, env: Any, addr: Any) -> None:
+            with lock:
+                for match in env.getProbeResolveMatches():
+                    senders.setdefault(str(match.getEPR()), str(addr[0]))
+            super()._handle_probematches(env, addr)
+
+    wsd = _Discovery(ttl=1)  # the probe stays on this segment
+    wsd.start()
+    if not probed_from:
+        log.warning("no interface has the address %s: nothing to probe from", interface or "(any)")
     try:
-        root = parse_xml(data)
-    except SoapFault:
-        return []
-    relates = find_text(root, "s:Header/a:RelatesTo")
-    if message_id is not None and relates != message_id:
-        return []
-    out = []
-    for match in root.iterfind("s:Body/d:ProbeMatches/d:ProbeMatch", NS):
-        endpoint = find_text(match, "a:EndpointReference/a:Address") or ""
-        xaddrs = (find_text(match, "d:XAddrs") or "").split()
-        if not endpoint and not xaddrs:
-            continue
-        out.append(
-            DiscoveredDevice(
-                endpoint=endpoint or xaddrs[0],
-                address=sender,
-                xaddrs=xaddrs,
-                scopes=(find_text(match, "d:Scopes") or "").split(),
-                types=(find_text(match, "d:Types") or "").split(),
-            )
+        services = wsd.searchServices(
+            types=[QName(NVT_NAMESPACE, "NetworkVideoTransmitter", "dn")], timeout=timeout_s
         )
-    return out
-
-
-class _Collector(asyncio.DatagramProtocol):
-    def __init__(self, message_id: str) -> None:
-        self.message_id = message_id
-        self.found: dict[str, DiscoveredDevice] = {}
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        for dev in parse_probe_matches(data, str(addr[0]), self.message_id):
-            if dev.endpoint not in self.found:
-                log.debug("ONVIF device %s at %s", dev.endpoint, dev.address)
-                self.found[dev.endpoint] = dev
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("discovery socket: %s", exc)
-
-
-def _socket(interface: str | None) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-    if interface:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
-    sock.bind((interface or "0.0.0.0", 0))
-    sock.setblocking(False)
-    return sock
+    finally:
+        wsd.stop()
+    with lock:
+        found = {
+            dev.endpoint: dev
+            for dev in (device_from_service(s, senders.get(str(s.getEPR()))) for s in services)
+        }
+    for dev in found.values():
+        log.debug("ONVIF device %s at %s", dev.endpoint, dev.address)
+    return sorted(found.values(), key=lambda d: (d.address, d.endpoint))
 
 
 async def discover(
-    timeout_s: float = 3.0,
-    *,
-    interface: str | None = None,
-    group: tuple[str, int] = (MULTICAST_GROUP, MULTICAST_PORT),
+    timeout_s: float = 3.0, *, interface: str | None = None
 ) -> list[DiscoveredDevice]:
     """Probe the segment and collect answers for ``timeout_s`` seconds.
 
-    ``interface`` is the IPv4 address of the interface to probe from (default: the one the
-    routing table picks for multicast). Returns devices sorted by address.
+    ``interface`` is the IPv4 address of the interface to probe from (default: every
+    interface with an address). Returns devices sorted by address.
     """
-    message_id = f"urn:uuid:{uuid.uuid4()}"
-    loop = asyncio.get_running_loop()
-    sock = _socket(interface)
-    transport, collector = await loop.create_datagram_endpoint(
-        lambda: _Collector(message_id), sock=sock
+    # wsdiscovery sleeps the whole timeout, then stops its threads (≤ 0.1 s each); the
+    # margin only catches a hang in that shutdown.
+    return await asyncio.wait_for(
+        asyncio.to_thread(_search, timeout_s, interface), timeout=timeout_s + 10
     )
-    try:
-        message = probe_message(message_id)
-        transport.sendto(message, group)
-        await asyncio.sleep(min(0.2, timeout_s / 2))
-        transport.sendto(message, group)
-        await asyncio.sleep(max(0.0, timeout_s - 0.2))
-    finally:
-        with contextlib.suppress(Exception):
-            transport.close()
-    return sorted(collector.found.values(), key=lambda d: (d.address, d.endpoint))

@@ -5,34 +5,36 @@ profiles, and for each profile the RTSP URI (``GetStreamUri``, RTP-Unicast over 
 camera's first profile is usually its main stream and the second its sub-stream, which is what
 ``camera add --url … --sub-url …`` wants.
 
-Calls are plain HTTP POSTs (``urllib``) with a WS-Security digest UsernameToken; every call has
-a timeout. Credentials are never put into the URIs returned (the engineer decides where the
-password goes); a failed login is reported as such, not as a generic error.
+The SOAP is ``onvif-zeep-async``'s (zeep with the ONVIF WSDLs shipped inside the package, so
+nothing is downloaded at run time; the client Home Assistant's ONVIF integration uses): SOAP
+1.2 over HTTP with a WS-Security digest UsernameToken, the media service's address from the
+device's GetServices (GetCapabilities on older devices). Every call has a timeout.
+Credentials are never put into the URIs returned (the engineer decides where the password
+goes); a failed login, an unreachable device and an answer that is not ONVIF are each reported
+as such (:class:`OnvifError` ``kind``), not as a generic error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import urllib.error
-import urllib.request
-import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
-from gridwatch.onvif.soap import (
-    NS,
-    SoapFault,
-    envelope,
-    fault_of,
-    find_text,
-    parse_xml,
-    security_header,
-)
+if TYPE_CHECKING:
+    from onvif import ONVIFCamera
 
-__all__ = ["DeviceDetails", "MediaProfile", "OnvifError", "fetch_device"]
+__all__ = ["DeviceDetails", "MediaProfile", "OnvifError", "fetch_device", "fetch_device_async"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_AUTH_SUBCODES = frozenset({"NotAuthorized", "FailedAuthentication", "InvalidSecurity"})
+_STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
 
 
 class OnvifError(Exception):
@@ -67,107 +69,145 @@ class DeviceDetails:
         return asdict(self)
 
 
-def _post(
-    url: str, body: str, user: str | None, password: str | None, timeout_s: float
-) -> ET.Element:
-    header = security_header(user, password or "") if user else ""
-    req = urllib.request.Request(
-        url,
-        data=envelope(body, header),
-        headers={"Content-Type": "application/soap+xml; charset=utf-8"},
-        method="POST",
+def _auth_error(url: str) -> OnvifError:
+    return OnvifError(
+        "auth",
+        f"{url}: the device refused the user name or password — check --user and "
+        "--password (and that the camera's clock is roughly right: digest logins expire)",
     )
+
+
+def _fault_subcodes(fault: Any) -> list[str]:
+    codes = [str(getattr(q, "localname", q) or "") for q in (fault.subcodes or [])]
+    if fault.code:
+        codes.append(str(fault.code).rsplit(":", 1)[-1])
+    return codes
+
+
+@contextlib.asynccontextmanager
+async def _asking(url: str, timeout_s: float) -> AsyncIterator[None]:
+    """Turn what zeep/aiohttp raise while talking to ``url`` into :class:`OnvifError`."""
+    import aiohttp
+    from onvif import ONVIFError
+    from zeep.exceptions import Error as ZeepError
+    from zeep.exceptions import Fault, TransportError
+
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            data = resp.read(2_000_000)
-    except urllib.error.HTTPError as exc:
-        data = exc.read(2_000_000)
-        fault = None
-        with contextlib.suppress(SoapFault):
-            fault = fault_of(parse_xml(data))
-        if exc.code in (401, 403) or (fault is not None and fault.not_authorized):
-            raise OnvifError(
-                "auth",
-                f"{url}: the device refused the user name or password — check --user and "
-                "--password (and that the camera's clock is roughly right: digest logins "
-                "expire)",
-            ) from None
-        raise OnvifError("protocol", f"{url}: HTTP {exc.code}: {fault or exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise OnvifError("unreachable", f"{url}: {reason}") from None
-    root = parse_xml(data)
-    fault = fault_of(root)
-    if fault is not None:
-        kind = "auth" if fault.not_authorized else "protocol"
-        raise OnvifError(kind, f"{url}: {fault}")
-    return root
+        yield
+    except Fault as exc:
+        codes = _fault_subcodes(exc)
+        if _AUTH_SUBCODES.intersection(codes):
+            raise _auth_error(url) from None
+        if not codes:  # an error answer that is XML but no SOAP fault (a web page, say)
+            raise OnvifError("protocol", f"{url}: not an ONVIF device service") from None
+        raise OnvifError("protocol", f"{url}: SOAP fault: {exc.message or codes[-1]}") from None
+    except TransportError as exc:
+        if exc.status_code in (401, 403):
+            raise _auth_error(url) from None
+        raise OnvifError(
+            "protocol", f"{url}: not an ONVIF device service (HTTP {exc.status_code})"
+        ) from None
+    except TimeoutError:
+        raise OnvifError("unreachable", f"{url}: no answer within {timeout_s:g}s") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise OnvifError("unreachable", f"{url}: {exc}") from None
+    except ONVIFError as exc:
+        raise OnvifError("protocol", f"{url}: {exc}") from None
+    except ZeepError as exc:  # XML that is not a SOAP answer, or not the expected one
+        raise OnvifError("protocol", f"{url}: not an ONVIF device service: {exc}") from None
 
 
-def _media_xaddr(device_xaddr: str, user: str | None, pw: str | None, timeout_s: float) -> str:
-    root = _post(
-        device_xaddr,
-        "<tds:GetCapabilities><tds:Category>Media</tds:Category></tds:GetCapabilities>",
-        user,
-        pw,
-        timeout_s,
-    )
-    return find_text(root, ".//tt:Media/tt:XAddr") or device_xaddr
+def _camera(xaddr: str, user: str | None, password: str | None) -> ONVIFCamera:
+    """An ``ONVIFCamera`` whose device service is exactly ``xaddr``.
+
+    The library builds the device-service URL from host and port with the standard path
+    (``/onvif/device_service``); a discovered XAddr is used as given instead.
+    """
+    from onvif import ONVIFCamera
+
+    parts = urlsplit(xaddr)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OnvifError("protocol", f"{xaddr}: not an http(s) device-service URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+
+    class _Camera(ONVIFCamera):  # type: ignore[misc]
+        def get_definition(self, name: str, port_type: str | None = None) -> tuple[str, str, str]:
+            defined: tuple[str, str, str] = super().get_definition(name, port_type)
+            if name == "devicemgmt":
+                return (xaddr, defined[1], defined[2])
+            return defined
+
+    # no_cache: the WSDLs are the package's own files (no SQLite cache of downloads needed)
+    return _Camera(parts.hostname, port, user or "", password or "", no_cache=True)
 
 
-def _profiles(media: str, user: str | None, pw: str | None, timeout_s: float) -> list[MediaProfile]:
-    root = _post(media, "<trt:GetProfiles/>", user, pw, timeout_s)
-    out = []
-    for prof in root.iterfind(".//trt:Profiles", NS):
-        token = prof.get("token") or ""
-        enc = prof.find("tt:VideoEncoderConfiguration", NS)
-        width = height = None
-        fps = None
-        encoding = None
-        if enc is not None:
-            encoding = find_text(enc, "tt:Encoding")
-            w, h = (
-                find_text(enc, "tt:Resolution/tt:Width"),
-                find_text(enc, "tt:Resolution/tt:Height"),
+def _text(obj: Any, *path: str) -> str | None:
+    for name in path:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    text = str(obj).strip()
+    return text or None
+
+
+def _number(obj: Any, *path: str) -> float | None:
+    text = _text(obj, *path)
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+async def fetch_device_async(
+    xaddr: str, *, user: str | None, password: str | None, timeout_s: float = 5.0
+) -> DeviceDetails:
+    """Device information and media profiles with their RTSP URIs."""
+    details = DeviceDetails(xaddr=xaddr)
+    cam = _camera(xaddr, user, password)
+
+    async def ask(url: str, call: Awaitable[T]) -> T:
+        async with _asking(url, timeout_s):
+            return await asyncio.wait_for(call, timeout_s)
+
+    try:
+        async with _asking(xaddr, timeout_s):
+            devicemgmt = await cam.create_devicemgmt_service()
+        info = await ask(xaddr, devicemgmt.GetDeviceInformation())
+        details.manufacturer = _text(info, "Manufacturer")
+        details.model = _text(info, "Model")
+        details.firmware = _text(info, "FirmwareVersion")
+        details.serial = _text(info, "SerialNumber")
+        await ask(xaddr, cam.update_xaddrs())
+        async with _asking(xaddr, timeout_s):
+            media = await cam.create_media_service()
+        media_url = str(media.xaddr)
+        for prof in await ask(media_url, media.GetProfiles()) or []:
+            token = str(getattr(prof, "token", "") or "")
+            enc = getattr(prof, "VideoEncoderConfiguration", None)
+            uri = await ask(
+                media_url, media.GetStreamUri({"StreamSetup": _STREAM_SETUP, "ProfileToken": token})
             )
-            width, height = (int(w) if w else None), (int(h) if h else None)
-            rate = find_text(enc, "tt:RateControl/tt:FrameRateLimit")
-            fps = float(rate) if rate else None
-        uri_root = _post(
-            media,
-            "<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream>"
-            "<tt:Transport><tt:Protocol>RTSP</tt:Protocol></tt:Transport></trt:StreamSetup>"
-            f"<trt:ProfileToken>{token}</trt:ProfileToken></trt:GetStreamUri>",
-            user,
-            pw,
-            timeout_s,
-        )
-        out.append(
-            MediaProfile(
-                token=token,
-                name=find_text(prof, "tt:Name") or token,
-                encoding=encoding,
-                width=width,
-                height=height,
-                fps=fps,
-                rtsp_uri=find_text(uri_root, ".//tt:Uri"),
+            width = _number(enc, "Resolution", "Width")
+            height = _number(enc, "Resolution", "Height")
+            details.profiles.append(
+                MediaProfile(
+                    token=token,
+                    name=_text(prof, "Name") or token,
+                    encoding=_text(enc, "Encoding"),
+                    width=int(width) if width is not None else None,
+                    height=int(height) if height is not None else None,
+                    fps=_number(enc, "RateControl", "FrameRateLimit"),
+                    rtsp_uri=_text(uri, "Uri"),
+                )
             )
-        )
-    return out
+    finally:
+        with contextlib.suppress(Exception):
+            await cam.close()
+    return details
 
 
 def fetch_device(
     xaddr: str, *, user: str | None, password: str | None, timeout_s: float = 5.0
 ) -> DeviceDetails:
     """Device information and media profiles with their RTSP URIs (blocking)."""
-    details = DeviceDetails(xaddr=xaddr)
-    info = _post(xaddr, "<tds:GetDeviceInformation/>", user, password, timeout_s)
-    resp = info.find(".//tds:GetDeviceInformationResponse", NS)
-    if resp is not None:
-        details.manufacturer = find_text(resp, "tds:Manufacturer")
-        details.model = find_text(resp, "tds:Model")
-        details.firmware = find_text(resp, "tds:FirmwareVersion")
-        details.serial = find_text(resp, "tds:SerialNumber")
-    media = _media_xaddr(xaddr, user, password, timeout_s)
-    details.profiles = _profiles(media, user, password, timeout_s)
-    return details
+    return asyncio.run(fetch_device_async(xaddr, user=user, password=password, timeout_s=timeout_s))
