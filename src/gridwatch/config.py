@@ -30,7 +30,7 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -40,14 +40,9 @@ from gridwatch.cases.settings import CasesConfig
 from gridwatch.console.settings import ConsoleConfig
 from gridwatch.leases.settings import LeaseConfig
 from gridwatch.notify.settings import NotifyConfig
+from gridwatch.rules.registry import RULE_TYPES as RULE_TYPES
+from gridwatch.rules.registry import RuleConfig as RuleConfig
 from gridwatch.rules.settings import (
-    FallRuleConfig,
-    IntrusionRuleConfig,
-    LineCrossingRuleConfig,
-    LoiteringRuleConfig,
-    OfflineRuleConfig,
-    TamperRuleConfig,
-    VehicleStopRuleConfig,
     rule_reference_issues,
 )
 from gridwatch.strict import Id
@@ -254,71 +249,6 @@ class PrivacyMaskConfig(ZoneConfig):
     Same shape as a zone so the same tools edit both; a separate type so a rule can never be
     pointed at a mask by mistake.
     """
-
-
-class CrowdingRuleConfig(_Strict):
-    type: Literal["crowding"] = Field(title="Type", description="Rule type.")
-    zone: str = Field(title="Zone", description="Id of a zone of this camera.")
-    min_count: int = Field(
-        ge=1, title="Minimum count", description="People in the zone at which it is crowded."
-    )
-    min_duration_s: float = Field(
-        default=10.0,
-        ge=0,
-        title="Minimum duration",
-        description="Seconds the crowd must last before an alert is raised.",
-    )
-    clear_after_s: float = Field(
-        default=15.0,
-        ge=0,
-        title="Clear after",
-        description="Seconds below the threshold before the incident clears (hysteresis).",
-    )
-    onset_gap_s: float = Field(
-        default=2.0,
-        ge=0,
-        title="Onset gap",
-        description="Dips below the threshold shorter than this do not restart the onset timer "
-        "(one missed detection should not reset a crowd).",
-    )
-    update_interval_s: float = Field(
-        default=5.0,
-        ge=0,
-        title="Update interval",
-        description="Minimum seconds between 'updated' messages of one incident.",
-    )
-    count_window_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=60,
-        title="Count window",
-        description="The count is the median of the zone's counts over this many seconds of "
-        "analysed frames (0: the frame's own count): one missed or doubled box does not move it.",
-    )
-    schedule: str | None = Field(
-        default=None, title="Schedule", description="Schedule name; none means always active."
-    )
-    severity: Literal["info", "warning", "critical"] = Field(
-        default="warning", title="Severity", description="Severity of the alert."
-    )
-
-
-RuleConfig = Annotated[
-    CrowdingRuleConfig
-    | LoiteringRuleConfig
-    | IntrusionRuleConfig
-    | LineCrossingRuleConfig
-    | VehicleStopRuleConfig
-    | FallRuleConfig
-    | TamperRuleConfig
-    | OfflineRuleConfig,
-    Field(discriminator="type"),
-]
-"""One entry of ``cameras[].rules``, chosen by its ``type`` (the new types: rules/settings.py)."""
-RULE_TYPES = (
-    "crowding", "loitering", "intrusion", "line_crossing", "vehicle_stop", "fall", "tamper",
-    "offline",
-)  # fmt: skip
 
 
 class CameraConfig(_Strict):

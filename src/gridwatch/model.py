@@ -191,6 +191,9 @@ class IncidentEvent:
     """0 for raised, 1.. for each update, and the next number for cleared."""
     reason: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    severity: str = "warning"
+    """The configured severity of the rule that emitted it (info, warning, critical): what the
+    event sink needs, so it never asks the rules again."""
 
     def incident_id(self, camera_id: str) -> str:
         """Deterministic id of the incident this event belongs to.
@@ -205,6 +208,45 @@ class IncidentEvent:
         """
         key = f"{camera_id}|{self.rule_key}|{round(self.started_at * 1000)}"
         return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One tracked object in one frame: a detection that carries a tracker id, in pixels and
+    normalized. Built once per frame per camera (:func:`gridwatch.tracking.tracks.tracks_of`)
+    and handed to every track rule.
+
+    >>> t = Track(3, 0, 0.9, (10.0, 20.0, 30.0, 60.0), (0.1, 0.2, 0.3, 0.6))
+    >>> t.anchor_px, t.height_px
+    ((20.0, 60.0), 40.0)
+    """
+
+    track_id: int
+    class_id: int
+    confidence: float
+    box_px: tuple[float, float, float, float]
+    box: tuple[float, float, float, float]
+    """Normalized xyxy."""
+
+    @property
+    def anchor_px(self) -> tuple[float, float]:
+        """Bottom-centre in pixels: where the object stands."""
+        x1, _, x2, y2 = self.box_px
+        return ((x1 + x2) / 2.0, y2)
+
+    @property
+    def anchor(self) -> tuple[float, float]:
+        """Bottom-centre, normalized."""
+        x1, _, x2, y2 = self.box
+        return ((x1 + x2) / 2.0, y2)
+
+    @property
+    def width_px(self) -> float:
+        return self.box_px[2] - self.box_px[0]
+
+    @property
+    def height_px(self) -> float:
+        return self.box_px[3] - self.box_px[1]
 
 
 def _utc(ts: float) -> dt.datetime:

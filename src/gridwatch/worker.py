@@ -38,6 +38,7 @@ from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import health_subject
 from gridwatch.analysis import CameraAnalyser
 from gridwatch.analysis import settings_from_config as analysis_settings
+from gridwatch.bus.messages import CameraHealth
 from gridwatch.config import CameraConfig, GridwatchConfig
 from gridwatch.detectors import build_detector, detector_kwargs
 from gridwatch.detectors.base import Detector
@@ -441,7 +442,7 @@ class Worker:
             event,
             frame,
             polygon,
-            rules.severity_of(event),
+            event.severity,
             self._snapshot_privacy(camera, event, frame, rules),
         )
         if event.type in HEALTH_EVENT_TYPES:  # health changed: say so now, not at the next beat
@@ -559,14 +560,15 @@ class Worker:
             inference_pending=service.pending if service is not None else 0,
         )
 
-    def health(self, camera_id: str) -> dict[str, object]:
+    def health(self, camera_id: str) -> CameraHealth:  # the one producer of gw.v1.health
         reader = self.readers[camera_id]
         pipe = self.pipelines[camera_id]
         s = reader.stats
         now = time.monotonic()
         det = list(pipe.stats.detector_ms)
         age = list(pipe.stats.frame_age_ms)
-        return {
+        since = None if s.last_frame_mono is None else round(now - s.last_frame_mono, 2)
+        return CameraHealth.model_validate({
             "camera_id": camera_id,
             "state": s.state.value,
             "ts": time.time(),
@@ -577,9 +579,7 @@ class Worker:
             "reconnects": max(0, s.opens - 1),
             "failures": s.failures,
             "last_error": s.last_error,
-            "seconds_since_frame": None
-            if s.last_frame_mono is None
-            else round(now - s.last_frame_mono, 2),
+            "seconds_since_frame": since,
             "resolution": [s.width, s.height],
             "detector_ms_p50": round(statistics.median(det), 1) if det else None,
             "frame_age_ms_p50": round(statistics.median(age), 1) if age else None,
@@ -590,7 +590,7 @@ class Worker:
             **pipe.rules.health(),
             # motion gate / regions: detector runs by mode, keyframe-only decoding
             **({"analysis": a.health()} if (a := self.analysers.get(camera_id)) else {}),
-        }
+        })  # fmt: skip
 
     async def _publish_health_of(self, camera_id: str) -> None:
         nc = self.nc
@@ -598,13 +598,13 @@ class Worker:
             return
         report = self.health(camera_id)
         with contextlib.suppress(Exception):
-            await nc.publish(health_subject(camera_id), json.dumps(report).encode())
+            await nc.publish(health_subject(camera_id), report.to_json())
 
     async def _publish_health(self, nc: NatsClient) -> None:
         while True:
             await asyncio.sleep(self.health_interval_s)
             for cam_id in list(self.pipelines):
                 report = self.health(cam_id)
-                log.info("health %s", json.dumps(report, ensure_ascii=False))
+                log.info("health %s", json.dumps(report.to_dict(), ensure_ascii=False))
                 with contextlib.suppress(Exception):
-                    await nc.publish(health_subject(cam_id), json.dumps(report).encode())
+                    await nc.publish(health_subject(cam_id), report.to_json())

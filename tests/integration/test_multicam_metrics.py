@@ -62,7 +62,7 @@ cameras:
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
         )
         text = body.decode()
-        health = worker.health("idle")
+        health = worker.health("idle").to_dict()
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)

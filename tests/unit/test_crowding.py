@@ -10,12 +10,32 @@ import numpy as np
 import pytest
 
 from gridwatch.model import Detections, IncidentState
-from gridwatch.rules.crowding import CrowdingParams, CrowdingRule
+from gridwatch.rules.crowding import CrowdingRule, CrowdingRuleConfig
 from gridwatch.rules.schedule import Schedule
 from gridwatch.rules.zones import Zone
 
 ZONE = Zone("apron", [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])
 SIZE = (100, 100)
+
+
+def crowding(
+    min_count: int,
+    min_duration_s: float = 10.0,
+    clear_after_s: float = 15.0,
+    onset_gap_s: float = 2.0,
+    update_interval_s: float = 5.0,
+) -> CrowdingRuleConfig:
+    """The rule's config model; the frame's own count (no median window) unless said."""
+    return CrowdingRuleConfig(
+        type="crowding",
+        zone=ZONE.id,
+        min_count=min_count,
+        min_duration_s=min_duration_s,
+        clear_after_s=clear_after_s,
+        onset_gap_s=onset_gap_s,
+        update_interval_s=update_interval_s,
+        count_window_s=0,
+    )
 
 
 def people(n_in: int, n_out: int = 0) -> Detections:
@@ -46,7 +66,7 @@ def run(
 def make(
     min_count: int = 3, dur: float = 3, clear: float = 3, gap: float = 0, upd: float = 0
 ) -> CrowdingRule:
-    return CrowdingRule(ZONE, CrowdingParams(min_count, dur, clear, gap, upd))
+    return CrowdingRule(ZONE, crowding(min_count, dur, clear, gap, upd))
 
 
 @pytest.mark.parametrize(
@@ -133,7 +153,7 @@ def test_boxes_are_normalized_and_only_counted_people() -> None:
 
 
 def test_person_class_filter() -> None:
-    rule = CrowdingRule(ZONE, CrowdingParams(2, 0, 0), person_classes={1})
+    rule = CrowdingRule(ZONE, crowding(2, 0, 0), person_classes={1})
     assert rule.update(people(3), 0.0) == []  # all class 0
 
 
@@ -172,18 +192,18 @@ def test_schedule_boundaries(ts: float, active: bool) -> None:
 
 def test_schedule_end_clears_and_start_needs_new_onset() -> None:
     sched = Schedule([(frozenset({"mon"}), 7 * 60, 8 * 60)], TZ)
-    rule = CrowdingRule(ZONE, CrowdingParams(3, 3, 10), schedule=sched)
+    rule = CrowdingRule(ZONE, crowding(3, 3, 10), schedule=sched)
     t0 = at(0, 7, 59, 50)
     events = run(rule, [3] * 15, t0=t0)
     assert events == [(3, "raised", 3), (10, "cleared", 3)]
     # before the window opens nothing happens even with a crowd
-    rule2 = CrowdingRule(ZONE, CrowdingParams(3, 3, 10), schedule=sched)
+    rule2 = CrowdingRule(ZONE, crowding(3, 3, 10), schedule=sched)
     events2 = run(rule2, [3] * 8, t0=at(0, 6, 59, 57))
     assert events2 == [(6, "raised", 3)]  # onset at 07:00:00, raised 3 s later
 
 
 def test_params_reject_negative() -> None:
     with pytest.raises(ValueError, match="min_count"):
-        CrowdingParams(0)
+        crowding(0)
     with pytest.raises(ValueError, match="clear_after_s"):
-        CrowdingParams(1, 1, -1)
+        crowding(1, 1, -1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gridwatch.model import Detections, IncidentState
-from gridwatch.rules.fall import FallParams, FallRule, fall_class_ids
+from gridwatch.rules.fall import FallRule, FallRuleConfig, fall_class_ids
 from gridwatch.rules.zones import Zone
 
 SIZE = (400, 400)
@@ -51,7 +51,7 @@ def run(rule: FallRule, frames: Sequence[Sequence[Obj] | None]) -> list[tuple[in
 
 def make(**kw: float) -> FallRule:
     p = {"min_duration_s": 3.0, "clear_after_s": 2.0, "onset_gap_s": 1.5, "min_upright_s": 1.0} | kw
-    return FallRule(None, FallParams(**p), fall_classes={FALL})
+    return FallRule(None, FallRuleConfig(type="fall", **p), fall_classes={FALL})
 
 
 @pytest.mark.parametrize(
@@ -104,14 +104,16 @@ def test_started_at_is_when_they_went_down() -> None:
 
 
 def test_aspect_ratio_without_a_fall_class() -> None:
-    rule = FallRule(None, FallParams(min_duration_s=2, min_upright_s=1))  # COCO-like model
+    rule = FallRule(
+        None, FallRuleConfig(type="fall", min_duration_s=2, min_upright_s=1)
+    )  # COCO-like model
     frames = [[(1, STAND, 0)]] * 2 + [[(1, LIE, 0)]] * 4
     assert run(rule, frames) == [(4, "raised", 1)]
 
 
 def test_zone_limits_where_falls_count() -> None:
     zone = Zone("far-corner", [(0.6, 0.6), (1.0, 0.6), (1.0, 1.0), (0.6, 1.0)])
-    rule = FallRule(zone, FallParams(min_duration_s=2), fall_classes={FALL})
+    rule = FallRule(zone, FallRuleConfig(type="fall", min_duration_s=2), fall_classes={FALL})
     assert run(rule, [up()] * 2 + [down()] * 5) == []
 
 
@@ -122,4 +124,4 @@ def test_fall_class_names() -> None:
 
 def test_params_reject_negative() -> None:
     with pytest.raises(ValueError, match="min_upright_s"):
-        FallParams(min_upright_s=-1)
+        FallRuleConfig(type="fall", min_upright_s=-1)

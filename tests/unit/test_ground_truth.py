@@ -25,7 +25,7 @@ from gridwatch.evaluation.scenarios import (
     resolve_data,
 )
 from gridwatch.model import Detections, IncidentState
-from gridwatch.rules.crowding import CrowdingParams, CrowdingRule
+from gridwatch.rules.crowding import CrowdingRule, CrowdingRuleConfig
 from gridwatch.rules.zones import Zone
 
 BOTTOM = Zone("bottom", [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])
@@ -69,7 +69,7 @@ def test_truth_count_is_the_crowding_rules_count() -> None:
     boxes = np.stack([left, top, left + rng.uniform(5, 80, 60), top + rng.uniform(10, 200, 60)], 1)
     gt = GroundTruth({1: boxes.astype(np.float32)}, w, h, fps=10)
     zone = Zone("z", [(0.1, 0.3), (0.9, 0.35), (0.7, 1.0), (0.05, 0.95)])
-    rule = CrowdingRule(zone, CrowdingParams(min_count=1))
+    rule = CrowdingRule(zone, CrowdingRuleConfig(type="crowding", zone="z", min_count=1))
     detections = Detections.from_arrays(
         xyxy=boxes, confidence=np.ones(60), class_id=np.zeros(60), image_size=(w, h)
     )
@@ -89,7 +89,10 @@ def _people(n: int) -> Detections:
 def test_derived_incidents_follow_the_crowding_rule(seed: int) -> None:
     """The derivation re-states the contract; this keeps both from drifting apart."""
     rnd = random.Random(seed)
-    params = CrowdingParams(
+    params = CrowdingRuleConfig(
+        type="crowding",
+        zone="z",
+        count_window_s=0,
         min_count=rnd.randint(2, 5),
         min_duration_s=rnd.choice([0.0, 0.5, 1.0, 2.0]),
         clear_after_s=rnd.choice([0.0, 0.5, 1.5, 4.0]),

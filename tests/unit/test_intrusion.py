@@ -9,12 +9,25 @@ import numpy as np
 import pytest
 
 from gridwatch.model import Detections, IncidentState
-from gridwatch.rules.intrusion import IntrusionParams, IntrusionRule
+from gridwatch.rules.intrusion import IntrusionRule, IntrusionRuleConfig
 from gridwatch.rules.zones import Zone
 
 ZONE = Zone("yard", [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])
 SIZE = (200, 200)
 Obj = tuple[int, float, float]  # track id, x, feet y (px); boxes are 10×40 px
+
+
+def intrusion(
+    min_duration_s: float, clear_after_s: float, onset_gap_s: float, update_interval_s: float
+) -> IntrusionRuleConfig:
+    return IntrusionRuleConfig(
+        type="intrusion",
+        zone=ZONE.id,
+        min_duration_s=min_duration_s,
+        clear_after_s=clear_after_s,
+        onset_gap_s=onset_gap_s,
+        update_interval_s=update_interval_s,
+    )
 
 
 def dets(objs: Sequence[Obj], cls: int = 0) -> Detections:
@@ -38,7 +51,7 @@ def run(rule: IntrusionRule, frames: Sequence[Sequence[Obj] | None]) -> list[tup
 def make(**kw: float) -> IntrusionRule:
     params = {"min_duration_s": 1.0, "clear_after_s": 2.0, "onset_gap_s": 1.0,
               "update_interval_s": 0.0} | kw  # fmt: skip
-    return IntrusionRule(ZONE, IntrusionParams(**params))
+    return IntrusionRule(ZONE, IntrusionRuleConfig(type="intrusion", zone=ZONE.id, **params))
 
 
 def walk_in(tid: int = 1, x: float = 100.0) -> list[list[Obj]]:
@@ -97,7 +110,7 @@ class _Night:
 
 
 def test_only_during_schedule_and_seen_outside_before_it_counts() -> None:
-    rule = IntrusionRule(ZONE, IntrusionParams(1, 2, 1, 0), schedule=_Night())
+    rule = IntrusionRule(ZONE, intrusion(1, 2, 1, 0), schedule=_Night())
     # walks in at 2 s (before the schedule), stays: raised once the schedule opens
     frames = [*walk_in(), *[[(1, 100.0, 160.0)]] * 10]
     events = run(rule, frames)
@@ -110,7 +123,7 @@ def test_schedule_end_clears() -> None:
         def is_active(self, ts: float) -> bool:
             return ts < 6
 
-    rule = IntrusionRule(ZONE, IntrusionParams(1, 5, 1, 0), schedule=Day())
+    rule = IntrusionRule(ZONE, intrusion(1, 5, 1, 0), schedule=Day())
     frames = [*walk_in(), *[[(1, 100.0, 160.0)]] * 5]
     assert [(t, s) for t, s, _ in run(rule, frames)] == [(3, "raised"), (6, "cleared")]
 
@@ -127,5 +140,5 @@ def test_event_fields() -> None:
 
 
 def test_class_filter() -> None:
-    rule = IntrusionRule(ZONE, IntrusionParams(0, 2, 0, 0), classes={2})
+    rule = IntrusionRule(ZONE, intrusion(0, 2, 0, 0), classes={2})
     assert [e for t, f in enumerate(walk_in()) for e in rule.update(dets(f, cls=0), t)] == []

@@ -9,12 +9,19 @@ import numpy as np
 import pytest
 
 from gridwatch.model import Detections, IncidentState
-from gridwatch.rules.line_crossing import LineCrossingRule, LineParams
+from gridwatch.rules.line_crossing import LineCrossingRule, LineCrossingRuleConfig
 
 SIZE = (200, 200)
 # a horizontal line drawn left to right across the middle of the left half: 'in' = moving down
 LINE = ((0.0, 0.5), (0.5, 0.5))
 Obj = tuple[int, float, float, int]  # track id, x, feet y (px), class
+
+
+def line(**kw: object) -> LineCrossingRuleConfig:
+    """The rule's config model for the line ``gate`` (its id and points come from the rule)."""
+    return LineCrossingRuleConfig.model_validate(
+        {"type": "line_crossing", "id": "gate", "line": [[0, 0.5], [1, 0.5]], **kw}
+    )
 
 
 def dets(objs: Sequence[Obj]) -> Detections:
@@ -48,9 +55,7 @@ def run(
 
 
 def forbid(direction: str = "in", clear: float = 2.0) -> LineCrossingRule:
-    return LineCrossingRule(
-        "gate", LINE, LineParams(forbidden_direction=direction, clear_after_s=clear)
-    )  # type: ignore[arg-type]
+    return LineCrossingRule("gate", LINE, line(forbidden_direction=direction, clear_after_s=clear))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -108,7 +113,7 @@ def test_counts_per_class_and_direction() -> None:
     rule = LineCrossingRule(
         "gate",
         LINE,
-        LineParams(max_count=99),
+        line(max_count=99),
         class_names={0: "person", 2: "car"},
     )
     frames = [
@@ -137,9 +142,9 @@ def test_count_window_table(
     rule = LineCrossingRule(
         "gate",
         LINE,
-        LineParams(
+        line(
             max_count=max_count, window_s=window, count_direction=count_direction, clear_after_s=50
-        ),  # type: ignore[arg-type]
+        ),
     )
     frames: list[list[Obj]] = []
     for person in range(3):
@@ -148,7 +153,7 @@ def test_count_window_table(
 
 
 def test_count_window_clears_after_it_drops() -> None:
-    rule = LineCrossingRule("gate", LINE, LineParams(max_count=1, window_s=2, clear_after_s=1))
+    rule = LineCrossingRule("gate", LINE, line(max_count=1, window_s=2, clear_after_s=1))
     events = run(rule, [*DOWN, [], [], [], []])
     assert [(t, s) for t, s, _ in events] == [(3, "raised"), (6, "cleared")]
     assert events[-1][2] == 0
@@ -177,9 +182,9 @@ def test_event_fields_and_zone_id_is_the_line() -> None:
 )
 def test_params_validation(kw: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"max_count|forbidden_direction|window_s"):
-        LineParams(**kw)  # type: ignore[arg-type]
+        line(**kw)
 
 
 def test_degenerate_line_rejected() -> None:
     with pytest.raises(ValueError, match="two different points"):
-        LineCrossingRule("x", ((0.1, 0.1), (0.1, 0.1)), LineParams(max_count=1))
+        LineCrossingRule("x", ((0.1, 0.1), (0.1, 0.1)), line(max_count=1))

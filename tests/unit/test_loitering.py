@@ -9,14 +9,41 @@ import numpy as np
 import pytest
 
 from gridwatch.model import Detections, IncidentState
-from gridwatch.rules.dwell import DwellParams
-from gridwatch.rules.loitering import LoiteringRule
-from gridwatch.rules.vehicle_stop import VehicleStopRule, vehicle_class_ids
+from gridwatch.rules.loitering import LoiteringRule, LoiteringRuleConfig
+from gridwatch.rules.vehicle_stop import VehicleStopRule, VehicleStopRuleConfig, vehicle_class_ids
 from gridwatch.rules.zones import Zone
 
 ZONE = Zone("gate", [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])  # lower half
 SIZE = (200, 200)
 Obj = tuple[int, float, float]  # track id, x, feet y (pixels)
+
+
+def loitering(
+    min_dwell_s: float = 60.0,
+    max_gap_s: float = 3.0,
+    clear_after_s: float = 10.0,
+    update_interval_s: float = 5.0,
+) -> LoiteringRuleConfig:
+    return LoiteringRuleConfig(
+        type="loitering",
+        zone=ZONE.id,
+        min_dwell_s=min_dwell_s,
+        max_gap_s=max_gap_s,
+        clear_after_s=clear_after_s,
+        update_interval_s=update_interval_s,
+    )
+
+
+def vehicle_stop(
+    min_dwell_s: float = 60.0, max_gap_s: float = 3.0, clear_after_s: float = 10.0
+) -> VehicleStopRuleConfig:
+    return VehicleStopRuleConfig(
+        type="vehicle_stop",
+        zone=ZONE.id,
+        min_dwell_s=min_dwell_s,
+        max_gap_s=max_gap_s,
+        clear_after_s=clear_after_s,
+    )
 
 
 def dets(objs: Sequence[Obj], cls: int = 0) -> Detections:
@@ -42,7 +69,7 @@ def run(rule: LoiteringRule, frames: Sequence[Sequence[Obj] | None]) -> list[tup
 
 
 def make(dwell: float = 5, gap: float = 2, clear: float = 2, upd: float = 0) -> LoiteringRule:
-    return LoiteringRule(ZONE, DwellParams(dwell, gap, clear, upd))
+    return LoiteringRule(ZONE, loitering(dwell, gap, clear, upd))
 
 
 STAY = [(1, 100.0, IN)]
@@ -98,7 +125,7 @@ def test_started_at_is_entry_and_ids_are_stable() -> None:
 
 
 def test_person_class_filter() -> None:
-    rule = LoiteringRule(ZONE, DwellParams(0, 2, 2), person_classes={1})
+    rule = LoiteringRule(ZONE, loitering(0, 2, 2), person_classes={1})
     assert rule.update(dets(STAY, cls=0), 0.0) == []
     assert [e.state for e in rule.update(dets(STAY, cls=1), 1.0)] == [IncidentState.RAISED]
 
@@ -114,7 +141,7 @@ class _Closed:
 
 
 def test_schedule_end_clears_and_forgets() -> None:
-    rule = LoiteringRule(ZONE, DwellParams(2, 2, 10), schedule=_Closed())
+    rule = LoiteringRule(ZONE, loitering(2, 2, 10), schedule=_Closed())
     events = [(t, e.state.value, e.reason) for t in range(8) for e in rule.update(dets(STAY), t)]
     assert events == [(2, "raised", ""), (5, "cleared", "schedule_ended")]
 
@@ -123,7 +150,7 @@ def test_vehicle_stop_counts_one_vehicle_seen_as_car_and_truck() -> None:
     names = {0: "person", 2: "car", 7: "truck"}
     rule = VehicleStopRule(
         ZONE,
-        DwellParams(3, 2, 2),
+        vehicle_stop(3, 2, 2),
         vehicle_classes=vehicle_class_ids(names, ["car", "truck"]),
         class_names=names,
     )
@@ -141,10 +168,10 @@ def test_vehicle_stop_counts_one_vehicle_seen_as_car_and_truck() -> None:
 
 def test_vehicle_stop_needs_vehicle_classes() -> None:
     with pytest.raises(ValueError, match="vehicle classes"):
-        VehicleStopRule(ZONE, DwellParams(3), vehicle_classes=[])
+        VehicleStopRule(ZONE, vehicle_stop(3), vehicle_classes=[])
     assert vehicle_class_ids({0: "Normal", 1: "Fall"}, ["car"]) == []
 
 
 def test_params_reject_negative() -> None:
     with pytest.raises(ValueError, match="min_dwell_s"):
-        DwellParams(min_dwell_s=-1)
+        loitering(min_dwell_s=-1)

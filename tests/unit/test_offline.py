@@ -8,14 +8,16 @@ from collections.abc import Sequence
 import pytest
 
 from gridwatch.rules.base import FrameSample
-from gridwatch.rules.offline import OfflineParams, OfflineRule
+from gridwatch.rules.offline import OfflineRule, OfflineRuleConfig
 
 Tick = tuple[bool, bool]  # (a frame arrived this second, a packet arrived this second)
 F, P, N = (True, True), (False, True), (False, False)  # frame, packets only, nothing
 
 
 def run(ticks: Sequence[Tick], after: float = 5, clear: float = 2) -> list[tuple[int, str, str]]:
-    rule = OfflineRule(OfflineParams(offline_after_s=after, clear_after_s=clear))
+    rule = OfflineRule(
+        OfflineRuleConfig(type="offline", offline_after_s=after, clear_after_s=clear)
+    )
     last_frame: float | None = None
     last_packet: float | None = None
     out = []
@@ -54,7 +56,7 @@ def test_offline_table(ticks: list[Tick], expected: list[tuple[int, str, str]]) 
 
 
 def test_started_at_is_when_frames_stopped_and_health() -> None:
-    rule = OfflineRule(OfflineParams(offline_after_s=5))
+    rule = OfflineRule(OfflineRuleConfig(type="offline", offline_after_s=5))
     assert rule.update_frame(FrameSample(100.0, None, 100.0, 100.0)) == []
     assert rule.health() == {"online": True, "offline": None}
     (raised,) = rule.update_frame(FrameSample(106.0, None, 100.0, 105.5))
@@ -72,4 +74,4 @@ def test_started_at_is_when_frames_stopped_and_health() -> None:
 
 def test_params() -> None:
     with pytest.raises(ValueError, match="offline_after_s"):
-        OfflineParams(offline_after_s=0)
+        OfflineRuleConfig(type="offline", offline_after_s=0)

@@ -8,8 +8,10 @@ import textwrap
 
 from gridwatch.config import parse_config
 from gridwatch.model import Detections, IncidentEvent, IncidentState
-from gridwatch.rules.base import CAMERA_STOPPED, Episode, EpisodeParams, FrameSample, close_episodes
+from gridwatch.rules.base import CAMERA_STOPPED, FrameSample
 from gridwatch.rules.engine import CameraRules
+from gridwatch.rules.registry import RULES
+from gridwatch.rules.tamper import TamperRule, TamperRuleConfig
 
 CONFIG = textwrap.dedent(
     """\
@@ -93,16 +95,19 @@ def test_a_closed_rule_starts_a_new_incident_afterwards() -> None:
     assert again[0].incident_id("cam-1") != first[0].incident_id("cam-1")
 
 
-def test_close_episodes_finds_episodes_kept_in_a_dict() -> None:
-    """Tamper keeps one Episode per kind in a dict; each open one is closed."""
+def test_tamper_closes_each_open_kind() -> None:
+    """Tamper keeps one Episode per kind; ``close`` clears each raised one, drops the rest."""
+    rule = TamperRule(TamperRuleConfig(type="tamper", checks=["covered", "frozen"]))
+    rule._episodes["covered"].step(1.0, True)  # min_duration_s 10: still pending
+    rule._episodes["covered"].step(11.0, True)  # raised
+    rule._episodes["frozen"].step(11.0, True)  # pending
+    events = rule.close(12.0, CAMERA_STOPPED)
+    assert [(e.rule_key, e.state, e.reason) for e in events] == [
+        ("tamper/covered", IncidentState.CLEARED, CAMERA_STOPPED)
+    ]
+    assert rule.close(13.0, CAMERA_STOPPED) == []
 
-    class PerKind:
-        def __init__(self) -> None:
-            params = EpisodeParams(0, 10, 0, 0)
-            self._episodes = {k: Episode(f"tamper/{k}", "tamper", None, params) for k in "ab"}
 
-    owner = PerKind()
-    owner._episodes["a"].step(1.0, True)
-    owner._episodes["b"].step(1.0, False)
-    events = close_episodes(owner, 2.0, CAMERA_STOPPED)
-    assert [(e.rule_key, e.state) for e in events] == [("tamper/a", IncidentState.CLEARED)]
+def test_every_rule_type_offers_close() -> None:
+    for cls in RULES.values():
+        assert callable(getattr(cls, "close", None)), cls

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from gridwatch.config import ConfigError, GridwatchConfig, parse_config
-from gridwatch.model import IncidentEvent, IncidentState
-from gridwatch.rules import settings
+from gridwatch.model import Detections, IncidentState
+from gridwatch.rules.base import FrameSample
 from gridwatch.rules.engine import CameraRules, RuleBuildError
 from gridwatch.rules.fall import FallRule
 from gridwatch.rules.line_crossing import LineCrossingRule
 from gridwatch.rules.offline import OfflineRule
+from gridwatch.rules.registry import RULES
 from gridwatch.rules.tamper import TamperRule
 
 HEAD = textwrap.dedent(
@@ -63,9 +64,10 @@ def test_every_rule_type_parses_and_builds() -> None:
     ]  # fmt: skip
     assert [type(r) for r in rules.frame_rules] == [TamperRule, OfflineRule]
     assert rules.needs_detections
-    assert rules.severity["loitering/lane"] == "info"
-    assert rules.severity["intrusion/lane"] == "critical"
-    assert rules.severity["tamper"] == "warning"
+    severity = {getattr(r, "rule_key", r.type): r.params.severity for r in rules.rules}  # type: ignore[attr-defined]
+    assert severity["loitering/lane"] == "info"
+    assert severity["intrusion/lane"] == "critical"
+    assert rules.frame_rules[0].params.severity == "warning"  # type: ignore[attr-defined]
     line = next(r for r in rules.rules if isinstance(r, LineCrossingRule))
     assert line.rule_key == "line_crossing/gate"
     fall = next(r for r in rules.rules if isinstance(r, FallRule))
@@ -83,13 +85,26 @@ def test_every_rule_type_parses_and_builds() -> None:
     assert rules.counter is not None
 
 
-def test_severity_of_tamper_events_and_zone_of() -> None:
-    c = cfg("      - {type: tamper, severity: critical}\n")
+def test_events_carry_their_rules_severity_and_zone_of() -> None:
+    """The event sink reads the severity off the event: it never asks the rules again."""
+    c = cfg(
+        "      - {type: tamper, severity: critical}\n"
+        "      - {type: offline, offline_after_s: 1, severity: info}\n"
+    )
     rules = CameraRules(c.cameras[0], c)
-    ev = IncidentEvent("tamper/covered", "tamper", IncidentState.RAISED, None, 0, 0, 0, 0, (), 0)
-    assert rules.severity_of(ev) == "critical"
     assert not rules.needs_detections
     assert rules.zone_of("tamper/covered") is None
+    rules.update_frame(FrameSample(5.0, None, None, None))
+    (raised,) = rules.update_frame(FrameSample(7.0, None, None, None))
+    assert (raised.type, raised.state, raised.severity) == ("offline", IncidentState.RAISED, "info")
+    c2 = cfg("      - {type: crowding, zone: lane, min_count: 1, min_duration_s: 0}\n")
+    crowd = CameraRules(c2.cameras[0], c2, person_classes={0})
+    one = Detections.from_arrays(
+        xyxy=[[10, 60, 20, 90]], confidence=[0.9], class_id=[0], image_size=(100, 100)
+    )
+    (ev,) = crowd.update(one, 0.0)
+    assert ev.severity == "warning"
+    assert crowd.zone_of("crowding/lane") == crowd.zones["lane"]
 
 
 @pytest.mark.parametrize(
@@ -197,18 +212,7 @@ def _fields(model: Any) -> list[tuple[str, Any]]:
     return list(model.model_fields.items())
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        settings.LoiteringRuleConfig,
-        settings.IntrusionRuleConfig,
-        settings.LineCrossingRuleConfig,
-        settings.VehicleStopRuleConfig,
-        settings.FallRuleConfig,
-        settings.TamperRuleConfig,
-        settings.OfflineRuleConfig,
-    ],
-)
+@pytest.mark.parametrize("model", [cls.Config for cls in RULES.values()], ids=list(RULES))
 def test_every_field_is_documented(model: Any) -> None:
     for name, field in _fields(model):
         assert field.title, f"{model.__name__}.{name} has no title"

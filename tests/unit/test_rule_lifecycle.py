@@ -8,14 +8,13 @@ import pytest
 
 from gridwatch.model import Detections
 from gridwatch.rules.base import Episode, EpisodeParams
-from gridwatch.rules.dwell import DwellParams
-from gridwatch.rules.fall import FallParams, FallRule
-from gridwatch.rules.intrusion import IntrusionParams, IntrusionRule
-from gridwatch.rules.line_crossing import LineCrossingRule, LineParams
-from gridwatch.rules.loitering import LoiteringRule
-from gridwatch.rules.tracks import TrackTable, tracked
-from gridwatch.rules.vehicle_stop import VehicleStopRule
+from gridwatch.rules.fall import FallRule, FallRuleConfig
+from gridwatch.rules.intrusion import IntrusionRule, IntrusionRuleConfig
+from gridwatch.rules.line_crossing import LineCrossingRule, LineCrossingRuleConfig
+from gridwatch.rules.loitering import LoiteringRule, LoiteringRuleConfig
+from gridwatch.rules.vehicle_stop import VehicleStopRule, VehicleStopRuleConfig
 from gridwatch.rules.zones import Zone
+from gridwatch.tracking.tracks import TrackTable, tracked
 
 
 def steps(ep: Episode, ons: list[int | None], **kw: object) -> list[tuple[int, str, int]]:
@@ -90,11 +89,28 @@ def one_new_track(i: int, rng: np.random.Generator) -> Detections:
 
 
 RULES = {
-    "loitering": lambda: LoiteringRule(ZONE, DwellParams(30, 3, 5)),
-    "vehicle_stop": lambda: VehicleStopRule(ZONE, DwellParams(30, 5, 5), vehicle_classes=[2]),
-    "intrusion": lambda: IntrusionRule(ZONE, IntrusionParams()),
-    "line_crossing": lambda: LineCrossingRule("l", ((0, 0.5), (1, 0.5)), LineParams(max_count=5)),
-    "fall": lambda: FallRule(None, FallParams(), fall_classes={1}),
+    "loitering": lambda: LoiteringRule(
+        ZONE,
+        LoiteringRuleConfig(
+            type="loitering", zone=ZONE.id, min_dwell_s=30, max_gap_s=3, clear_after_s=5
+        ),
+    ),
+    "vehicle_stop": lambda: VehicleStopRule(
+        ZONE,
+        VehicleStopRuleConfig(
+            type="vehicle_stop", zone=ZONE.id, min_dwell_s=30, max_gap_s=5, clear_after_s=5
+        ),
+        vehicle_classes=[2],
+    ),
+    "intrusion": lambda: IntrusionRule(ZONE, IntrusionRuleConfig(type="intrusion", zone=ZONE.id)),
+    "line_crossing": lambda: LineCrossingRule(
+        "l",
+        ((0, 0.5), (1, 0.5)),
+        LineCrossingRuleConfig(
+            type="line_crossing", id="l", line=((0, 0.5), (1, 0.5)), max_count=5
+        ),
+    ),
+    "fall": lambda: FallRule(None, FallRuleConfig(type="fall"), fall_classes={1}),
 }
 
 
@@ -112,7 +128,7 @@ def test_state_stays_bounded_on_a_long_stream_of_new_tracks(name: str) -> None:
     keep_s = rule.tracks.keep_s  # type: ignore[attr-defined]
     assert max(sizes) <= keep_s * 5 + 2, sizes
     if name == "fall":
-        assert len(rule._static) <= FallParams().static_memory_s * 5 + 2  # type: ignore[attr-defined]
+        assert len(rule._static) <= FallRule.STATIC_MEMORY_S * 5 + 2  # type: ignore[attr-defined]
 
 
 def test_track_table_hard_cap() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from gridwatch.model import IncidentState
 from gridwatch.rules.base import FrameSample
-from gridwatch.rules.tamper import TamperParams, TamperRule, changed_fraction, view_stats
+from gridwatch.rules.tamper import TamperRule, TamperRuleConfig, changed_fraction, view_stats
 
 Gray = npt.NDArray[np.uint8]
 RNG = np.random.default_rng(7)
@@ -71,7 +71,7 @@ def freeze(img: Gray) -> Gray:
 
 def run(tamper: Callable[[Gray], Gray] | None, until: float = 30.0) -> list[tuple[float, str, str]]:
     """2 fps: normal for 10 s (the first 3 s learn the reference), tampered 10-22 s, then normal."""
-    rule = TamperRule(TamperParams(min_duration_s=4, clear_after_s=2, learn_s=3))
+    rule = TamperRule(TamperRuleConfig(type="tamper", min_duration_s=4, clear_after_s=2, learn_s=3))
     out = []
     for i in range(int(until * 2)):
         t = i / 2
@@ -110,14 +110,14 @@ def test_normal_scene_and_a_change_of_light_stay_quiet(
 
 
 def test_no_frame_means_no_judgement() -> None:
-    rule = TamperRule(TamperParams(min_duration_s=1, learn_s=1))
+    rule = TamperRule(TamperRuleConfig(type="tamper", min_duration_s=1, learn_s=1))
     events = [e for t in range(20) for e in rule.update_frame(FrameSample(float(t), None, 0.0, t))]
     assert events == []
     assert rule.health() == {"tamper": [], "tamper_reference": False}
 
 
 def test_tamper_that_starts_before_the_reference_is_learned_is_not_learned() -> None:
-    rule = TamperRule(TamperParams(min_duration_s=2, learn_s=2))
+    rule = TamperRule(TamperRuleConfig(type="tamper", min_duration_s=2, learn_s=2))
     for i in range(20):
         rule.update_frame(FrameSample(i / 2, cover(live(i / 2)), i / 2, i / 2))
     assert rule.ref is None  # a covered lens never becomes the reference
@@ -125,7 +125,9 @@ def test_tamper_that_starts_before_the_reference_is_learned_is_not_learned() -> 
 
 def test_view_moved_for_long_becomes_the_reference() -> None:
     rule = TamperRule(
-        TamperParams(min_duration_s=2, clear_after_s=2, learn_s=2, rebaseline_after_s=10)
+        TamperRuleConfig(
+            type="tamper", min_duration_s=2, clear_after_s=2, learn_s=2, rebaseline_after_s=10
+        )
     )
     events = []
     for i in range(80):
@@ -139,7 +141,7 @@ def test_view_moved_for_long_becomes_the_reference() -> None:
 
 
 def test_incident_per_kind_has_its_own_key() -> None:
-    rule = TamperRule(TamperParams(min_duration_s=1, learn_s=1))
+    rule = TamperRule(TamperRuleConfig(type="tamper", min_duration_s=1, learn_s=1))
     events = []
     for i in range(30):
         t = i / 2
@@ -162,5 +164,5 @@ def test_measures() -> None:
 
 
 def test_unknown_check_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown tamper checks"):
-        TamperParams(checks=("smoke",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="checks"):
+        TamperRuleConfig.model_validate({"type": "tamper", "checks": ["smoke"]})

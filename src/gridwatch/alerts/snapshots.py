@@ -38,6 +38,14 @@ from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from gridwatch.alerts.subjects import SNAPSHOT_BUCKET, check_token
+from gridwatch.bus.messages import BLUR_PEOPLE as BLUR_PEOPLE
+from gridwatch.bus.messages import BLUR_WHOLE as BLUR_WHOLE
+from gridwatch.bus.messages import SNAPSHOT_BLUR_HEADER as SNAPSHOT_BLUR_HEADER
+from gridwatch.bus.messages import SNAPSHOT_BOXES_HEADER as SNAPSHOT_BOXES_HEADER
+from gridwatch.bus.messages import SNAPSHOT_GRID_HEADER as SNAPSHOT_GRID_HEADER
+from gridwatch.bus.messages import SNAPSHOT_KEEP_HEADER as SNAPSHOT_KEEP_HEADER
+from gridwatch.bus.messages import SNAPSHOT_PEOPLE_HEADER as SNAPSHOT_PEOPLE_HEADER
+from gridwatch.bus.messages import SnapshotMeta
 from gridwatch.model import Alert, IncidentState
 
 log = logging.getLogger(__name__)
@@ -74,27 +82,12 @@ def snapshot_name(camera_id: str, alert_id: str, state: IncidentState | str, seq
     return f"{camera_id}/{alert_id}/{state_value}-{sequence}.jpg"
 
 
-SNAPSHOT_GRID_HEADER = "Gw-Grid"
-SNAPSHOT_BOXES_HEADER = "Gw-Boxes"
-
-
 def snapshot_headers(alert: Alert) -> dict[str, str]:
     """Object metadata of an alert's snapshot: its grid (access control) and the normalized
     boxes of the people counted (what the snapshot service blurs)."""
-    return {
-        SNAPSHOT_GRID_HEADER: alert.grid_id,
-        SNAPSHOT_BOXES_HEADER: json.dumps([list(b) for b in alert.boxes], separators=(",", ":")),
-    }
+    return SnapshotMeta(grid=alert.grid_id, boxes=[list(b) for b in alert.boxes]).to_headers()
 
 
-SNAPSHOT_BLUR_HEADER = "Gw-Blur"
-"""``people``: blur ``Gw-People`` and ``Gw-Boxes``; ``whole`` (or absent): the whole picture."""
-SNAPSHOT_PEOPLE_HEADER = "Gw-People"
-"""JSON list of normalized xyxy boxes: every person the detector found on the frame."""
-SNAPSHOT_KEEP_HEADER = "Gw-Keep"
-"""JSON list of normalized xyxy boxes without scene pixels (the label bands), kept clear."""
-BLUR_PEOPLE = "people"
-BLUR_WHOLE = "whole"
 _PRIVACY_TAG = b"gridwatch-privacy/1:"
 _JPEG_COM = b"\xff\xfe"
 _MAX_SEGMENT = 65533  # a JPEG segment's payload: 2 bytes of length, which counts itself
@@ -120,12 +113,15 @@ class SnapshotPrivacy:
 
     def headers(self) -> dict[str, str]:
         """The object metadata: ``Gw-Blur``, and ``Gw-People``/``Gw-Keep`` when known."""
-        out = {SNAPSHOT_BLUR_HEADER: self.blur}
-        if self.people is not None:
-            out[SNAPSHOT_PEOPLE_HEADER] = _boxes_json(self.people)
-        if self.keep:
-            out[SNAPSHOT_KEEP_HEADER] = _boxes_json(self.keep)
-        return out
+        return self.meta().to_headers()
+
+    def meta(self) -> SnapshotMeta:
+        """This record as snapshot metadata (:class:`gridwatch.bus.messages.SnapshotMeta`)."""
+        return SnapshotMeta(
+            blur=BLUR_WHOLE if self.blur == BLUR_WHOLE else BLUR_PEOPLE,
+            people=None if self.people is None else [list(b) for b in self.people],
+            keep=[list(b) for b in self.keep],
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -161,10 +157,6 @@ def _box(v: object) -> BoxNorm:
         raise ValueError(f"not a box: {v!r}")
     x1, y1, x2, y2 = (float(c) for c in v)
     return (x1, y1, x2, y2)
-
-
-def _boxes_json(boxes: Sequence[Sequence[float]]) -> str:
-    return json.dumps([_rounded(b) for b in boxes], separators=(",", ":"))
 
 
 def embed_privacy(jpeg: bytes, privacy: SnapshotPrivacy) -> bytes:

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.subjects import ALERTS_STREAM, SNAPSHOT_BUCKET, alert_filter
+from gridwatch.bus.names import TAIL_CONSUMER_PREFIX
 from gridwatch.model import Alert
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class _Follower:
             # A name makes nats.py use the create API subject that carries the filter
             # ($JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>), so NATS permissions can limit
             # a grid's users to consumers on their own grid's subjects.
-            name=f"gw_tail_{uuid.uuid4().hex[:16]}",
+            name=f"{TAIL_CONSUMER_PREFIX}_{uuid.uuid4().hex[:16]}",
             ack_policy=js_api.AckPolicy.NONE,
             mem_storage=True,
             num_replicas=1,

@@ -7,13 +7,11 @@ their NATS permissions allow). Operators, who see every grid, may use the grid t
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import nats.errors
 from nats.aio.client import Client as NATS
 
 from gridwatch.auth.subjects import ALL_GRIDS, case_cmd_subject
+from gridwatch.bus.messages import CaseReply
+from gridwatch.bus.rpc import request
 from gridwatch.cases.model import Case, CaseCommand, CaseState, Outcome
 
 
@@ -35,37 +33,31 @@ class CaseClient:
         self.grid = grid or ALL_GRIDS
         self.timeout = timeout
 
-    async def _request(self, cmd: CaseCommand, grid: str | None = None) -> dict[str, Any]:
-        subject = case_cmd_subject(grid or self.grid, self.user)
-        try:
-            msg = await self.nc.request(
-                subject, cmd.model_dump_json(exclude_none=True).encode(), timeout=self.timeout
-            )
-        except nats.errors.NoRespondersError as e:
-            raise CaseRequestError("unavailable", "no case service is running") from e
-        except nats.errors.TimeoutError as e:
-            raise CaseRequestError(
-                "timeout",
-                f"no answer on {subject} within {self.timeout:.0f}s (is the case service "
-                "running, and may this user publish there?)",
-            ) from e
-        body: dict[str, Any] = json.loads(msg.data)
-        if not body.get("ok"):
-            raise CaseRequestError(str(body.get("code", "error")), str(body.get("error", body)))
-        return body
+    async def _request(self, cmd: CaseCommand, grid: str | None = None) -> CaseReply:
+        return await request(
+            self.nc,
+            case_cmd_subject(grid or self.grid, self.user),
+            cmd,
+            CaseReply,
+            wait_s=self.timeout,
+            error=CaseRequestError,
+            unavailable="no case service is running",
+            no_answer="no answer on {subject} within {timeout:.0f}s (is the case service "
+            "running, and may this user publish there?)",
+        )
 
     async def _case(self, cmd: CaseCommand) -> Case:
         grid = None
         if self.grid == ALL_GRIDS and cmd.op != "get" and cmd.case_id:
             # changes go to the case's own grid (the service refuses them through "_all")
             found = await self._request(CaseCommand(op="get", case_id=cmd.case_id))
-            grid = Case.model_validate(found["case"]).grid_id
+            grid = Case.model_validate(found.case).grid_id
         body = await self._request(cmd, grid)
-        return Case.model_validate(body["case"])
+        return Case.model_validate(body.case)
 
     async def list(self, states: list[CaseState] | None = None, limit: int = 100) -> list[Case]:
         body = await self._request(CaseCommand(op="list", states=states, limit=limit))
-        return [Case.model_validate(c) for c in body["cases"]]
+        return [Case.model_validate(c) for c in body.cases or []]
 
     async def get(self, case_id: str) -> Case:
         return await self._case(CaseCommand(op="get", case_id=case_id))

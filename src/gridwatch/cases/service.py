@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +47,8 @@ from gridwatch.auth.subjects import (
     CASE_OPENER_DURABLE,
     case_key,
 )
+from gridwatch.bus.messages import CaseReply
+from gridwatch.bus.names import CASE_SERVICE_QUEUE
 from gridwatch.cases.model import (
     Case,
     CaseCommand,
@@ -72,7 +73,7 @@ from gridwatch.model import Alert, IncidentState
 
 log = logging.getLogger(__name__)
 
-QUEUE_GROUP = "gw-case-service"
+QUEUE_GROUP = CASE_SERVICE_QUEUE
 OPEN_LOOKBACK = dt.timedelta(hours=24)
 """On first start (no durable consumer yet) older raised alerts do not open cases."""
 
@@ -82,7 +83,8 @@ def _now() -> dt.datetime:
 
 
 def _reply(ok: bool, **fields: Any) -> bytes:
-    return json.dumps({"ok": ok, **fields}, default=str, ensure_ascii=False).encode()
+    """The wire reply (:class:`gridwatch.bus.messages.CaseReply`)."""
+    return CaseReply(ok=ok, **fields).to_json()
 
 
 class CaseService:

@@ -18,62 +18,22 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from gridwatch.alerts.streams import converge_stream
 from gridwatch.auth.subjects import CASES_KV, CASES_PREFIX, CASES_STREAM, case_key, case_subject
+from gridwatch.bus.infra import ensure_case_infra as ensure_case_infra
 from gridwatch.cases.model import Case, CaseEvent, apply
 
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 WRONG_LAST_SEQ = 10071
-DUPLICATE_WINDOW_S = 120.0
 
 
 class ConflictError(RuntimeError):
     """The case changed since it was read (another writer); reload and decide again."""
-
-
-async def ensure_case_infra(
-    js: JetStreamContext, *, retention_days: float = 180.0, replicas: int = 1
-) -> KeyValue:
-    """Create (or converge the retention of) stream GW_CASES and KV bucket gw_cases."""
-    max_age = retention_days * DAY_S
-    cfg = js_api.StreamConfig(
-        name=CASES_STREAM,
-        description="gridwatch case lifecycle: gw.v1.cases.<grid>.<alert id>",
-        subjects=[f"{CASES_PREFIX}.>"],
-        retention=js_api.RetentionPolicy.LIMITS,
-        storage=js_api.StorageType.FILE,
-        discard=js_api.DiscardPolicy.OLD,
-        max_age=max_age,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        num_replicas=replicas,
-    )
-    await converge_stream(
-        js, CASES_STREAM, {"max_age": max_age, "num_replicas": replicas}, create=cfg
-    )
-    try:
-        kv = await js.key_value(CASES_KV)
-        kv_stream = f"KV_{CASES_KV}"
-        info = await js.stream_info(kv_stream)
-        if abs((info.config.max_age or 0) - max_age) > 1e-3:
-            await js.update_stream(info.config.evolve(max_age=max_age))
-    except (NotFoundError, nats.js.errors.BucketNotFoundError):
-        kv = await js.create_key_value(
-            js_api.KeyValueConfig(
-                bucket=CASES_KV,
-                description="gridwatch case states (derived from GW_CASES)",
-                history=1,
-                ttl=max_age,
-                storage=js_api.StorageType.FILE,
-                replicas=replicas,
-            )
-        )
-    return kv
 
 
 async def append_event(

@@ -675,14 +675,14 @@ async def _collect_health(nc: NatsClient, ids: set[str], wait_s: float) -> dict[
     from nats.aio.msg import Msg
 
     from gridwatch.alerts.subjects import HEALTH_PREFIX
+    from gridwatch.bus.messages import CameraHealth
 
     health: dict[str, dict[str, Any]] = {}
     done = asyncio.Event()
 
     async def on_msg(msg: Msg) -> None:
-        with contextlib.suppress(Exception):
-            report = json.loads(msg.data)
-            health[str(report["camera_id"])] = report
+        if (report := CameraHealth.from_json(msg.data)) is not None:
+            health[report.camera_id] = report.to_dict()
             if ids <= set(health):
                 done.set()
 

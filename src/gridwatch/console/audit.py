@@ -47,100 +47,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js import api as js_api
-from nats.js.errors import NotFoundError
 
-from gridwatch.alerts.streams import converge_stream
-from gridwatch.auth.subjects import ALL_GRIDS, AUDIT_PREFIX, audit_subject
+from gridwatch.auth.subjects import ALL_GRIDS, audit_subject
+from gridwatch.bus.infra import ensure_audit_stream as ensure_audit_stream
+from gridwatch.bus.names import AUDIT_STREAM as AUDIT_STREAM
 
 log = logging.getLogger(__name__)
 
-AUDIT_STREAM = "GW_AUDIT"
 DAY_S = 86400.0
-DEFAULT_MAX_BYTES = 8 * 1024**3
-DEFAULT_MAX_MSGS = 50_000_000
 AGGREGATED = frozenset({("login", "login_failed"), ("login", "login_refused")})
 """(kind, what) of the records that are aggregated per window (see the module docstring)."""
 OVERFLOW = "*"
-
-
-def _unlimited(v: float | int | None) -> bool:
-    return v is None or v <= 0
-
-
-async def ensure_audit_stream(
-    js: JetStreamContext,
-    *,
-    retention_days: float = 365.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_msgs: int = DEFAULT_MAX_MSGS,
-    replicas: int = 1,
-) -> js_api.StreamInfo:
-    """Create stream GW_AUDIT or converge it, never shortening its history (module docstring)."""
-    max_age = retention_days * DAY_S
-    cfg = js_api.StreamConfig(
-        name=AUDIT_STREAM,
-        description="gridwatch audit: gw.v1.audit.<kind>.<grid> (who viewed, who acted)",
-        subjects=[f"{AUDIT_PREFIX}.>"],
-        retention=js_api.RetentionPolicy.LIMITS,
-        storage=js_api.StorageType.FILE,
-        discard=js_api.DiscardPolicy.OLD,
-        max_age=max_age,
-        max_bytes=max_bytes,
-        max_msgs=max_msgs,
-        deny_delete=True,
-        deny_purge=True,
-        allow_rollup_hdrs=False,
-        num_replicas=replicas,
-    )
-    owned: dict[str, object] = {
-        "deny_delete": True,
-        "deny_purge": True,
-        "allow_rollup_hdrs": False,
-    }
-    try:
-        info = await js.stream_info(AUDIT_STREAM)
-    except NotFoundError:
-        info = None
-    if info is None:
-        owned.update(max_age=max_age, max_bytes=max_bytes, max_msgs=max_msgs)
-    else:
-        have = info.config
-        held_bytes, held_msgs = int(info.state.bytes or 0), int(info.state.messages or 0)
-        if not _unlimited(have.max_age) and float(have.max_age or 0) < max_age - 1e-6:
-            owned["max_age"] = max_age  # longer: fine
-        elif _unlimited(have.max_age) or float(have.max_age or 0) > max_age + 1e-6:
-            log.warning(
-                "stream %s keeps audit records %s; this config asks for %.4g days: the longer "
-                "retention is kept (shorten it by hand if that is really wanted)",
-                AUDIT_STREAM,
-                "forever"
-                if _unlimited(have.max_age)
-                else f"{(have.max_age or 0) / DAY_S:.4g} days",
-                retention_days,
-            )
-        for key, want, held in (
-            ("max_bytes", max_bytes, held_bytes),
-            ("max_msgs", max_msgs, held_msgs),
-        ):
-            cur = getattr(have, key)
-            if _unlimited(cur):
-                if held <= want:
-                    owned[key] = want  # a cap on a stream it does not cut into yet
-                else:
-                    log.warning(
-                        "stream %s holds %d (%s), more than this config's cap %d: left "
-                        "uncapped so no record is dropped",
-                        AUDIT_STREAM, held, key, want,
-                    )  # fmt: skip
-            elif cur < want:
-                owned[key] = want
-            elif cur > want:
-                log.warning(
-                    "stream %s has %s %d, larger than this config's %d: kept",
-                    AUDIT_STREAM, key, cur, want,
-                )  # fmt: skip
-    return await converge_stream(js, AUDIT_STREAM, owned, create=cfg)
 
 
 class AuditError(RuntimeError):

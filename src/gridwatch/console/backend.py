@@ -12,7 +12,6 @@ check it again.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import nats.errors
@@ -22,6 +21,8 @@ from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject
 from gridwatch.alerts.tail import parse_alert
 from gridwatch.auth.models import UserConfig
 from gridwatch.auth.subjects import ALL_GRIDS, case_cmd_subject, case_subject
+from gridwatch.bus.messages import CaseReply
+from gridwatch.bus.rpc import request
 from gridwatch.cases.client import CaseRequestError
 from gridwatch.cases.model import Case, CaseCommand, CaseEvent, CaseState
 from gridwatch.cases.store import iter_events
@@ -40,24 +41,22 @@ class ConsoleBackend:
         self.timeout = timeout
         self.lookback_s = lookback_s
 
-    async def _case_request(self, grid: str, user: UserConfig, cmd: CaseCommand) -> dict[str, Any]:
-        subject = case_cmd_subject(grid)
-        body = cmd.model_copy(update={"actor": user.name}).model_dump_json(exclude_none=True)
-        try:
-            msg = await self.nc.request(subject, body.encode(), timeout=self.timeout)
-        except nats.errors.NoRespondersError as e:
-            raise CaseRequestError("unavailable", "the case service is not running") from e
-        except nats.errors.TimeoutError as e:
-            raise CaseRequestError("timeout", "the case service did not answer") from e
-        reply: dict[str, Any] = json.loads(msg.data)
-        if not reply.get("ok"):
-            raise CaseRequestError(str(reply.get("code", "error")), str(reply.get("error", "")))
-        return reply
+    async def _case_request(self, grid: str, user: UserConfig, cmd: CaseCommand) -> CaseReply:
+        return await request(
+            self.nc,
+            case_cmd_subject(grid),
+            cmd.model_copy(update={"actor": user.name}),
+            CaseReply,
+            wait_s=self.timeout,
+            error=CaseRequestError,
+            unavailable="the case service is not running",
+            no_answer="the case service did not answer",
+        )
 
     async def act(self, user: UserConfig, grid: str, cmd: CaseCommand) -> Case:
         """Run ``cmd`` on a case of ``grid`` as ``user``; the case after it."""
         reply = await self._case_request(grid, user, cmd)
-        return Case.model_validate(reply["case"])
+        return Case.model_validate(reply.case)
 
     async def get_case(self, user: UserConfig, grid: str, case_id: str) -> Case | None:
         try:
@@ -73,7 +72,7 @@ class ConsoleBackend:
         reply = await self._case_request(
             grid or ALL_GRIDS, user, CaseCommand(op="list", states=states, limit=limit)
         )
-        return [Case.model_validate(c) for c in reply["cases"]]
+        return [Case.model_validate(c) for c in reply.cases or []]
 
     async def history(self, grid: str, case_id: str) -> list[CaseEvent]:
         """Every stored event of one case, oldest first."""

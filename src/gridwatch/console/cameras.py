@@ -28,6 +28,7 @@ from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.alerts.subjects import HEALTH_PREFIX, TOKEN_RE
+from gridwatch.bus.messages import CameraHealth as HealthReport
 from gridwatch.config import CameraConfig, GridwatchConfig
 from gridwatch.ingest.urls import redact_text
 
@@ -148,7 +149,7 @@ class HealthMonitor:
         self.nc = nc
         self.stale_s = stale_s
         self.clock = clock
-        self.reports: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.reports: dict[str, tuple[float, HealthReport]] = {}
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -164,15 +165,20 @@ class HealthMonitor:
     async def _on_msg(self, msg: Msg) -> None:
         camera_id = msg.subject.rsplit(".", 1)[-1]
         try:
-            report = json.loads(msg.data)
+            data = json.loads(msg.data)
         except ValueError:
             return
-        if isinstance(report, dict):
-            self.observe(camera_id, report)
+        if isinstance(data, dict):
+            self.observe(camera_id, data)
 
-    def observe(self, camera_id: str, report: dict[str, Any]) -> None:
+    def observe(self, camera_id: str, report: HealthReport | dict[str, Any]) -> None:
         if camera_id not in self.reports and len(self.reports) >= MAX_REPORTS:
             return
+        if not isinstance(report, HealthReport):
+            parsed = HealthReport.from_dict({"camera_id": camera_id, **report})
+            if parsed is None:
+                return
+            report = parsed
         self.reports[camera_id] = (self.clock(), report)
 
     def health(self, camera_id: str) -> CameraHealth:
@@ -181,21 +187,21 @@ class HealthMonitor:
             return CameraHealth(status="unknown", reason="no health report yet")
         at, r = got
         age = round(self.clock() - at, 1)
-        tamper = [str(t) for t in (r.get("tamper") or []) if isinstance(t, str)]
+        tamper = list(r.tamper)
         common: dict[str, Any] = {
             "age_s": age,
-            "analysis_fps": _num(r.get("analysis_fps")),
-            "seconds_since_frame": _num(r.get("seconds_since_frame")),
-            "count": r.get("count") if isinstance(r.get("count"), int) else None,
+            "analysis_fps": r.analysis_fps,
+            "seconds_since_frame": r.seconds_since_frame,
+            "count": r.count,
             "tamper": tamper,
         }
         if age > self.stale_s:
             return CameraHealth(status="offline", reason=f"no report for {age:.0f} s", **common)
         if tamper:
             return CameraHealth(status="tamper", reason=", ".join(tamper), **common)
-        if r.get("online"):
+        if r.online:
             return CameraHealth(status="online", **common)
-        reason = redact_text(str(r.get("last_error") or r.get("state") or "offline"))[:200]
+        reason = redact_text(str(r.last_error or r.state or "offline"))[:200]
         return CameraHealth(status="offline", reason=reason, **common)
 
     def view(self, cam: CameraConfig) -> CameraView:
@@ -208,7 +214,3 @@ class HealthMonitor:
             enabled=cam.enabled,
             health=self.health(cam.id),
         )
-
-
-def _num(v: object) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None

@@ -24,6 +24,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
+from gridwatch.bus.names import CONSOLE_CONSUMER_PREFIX, CONSOLE_REPLAY_CONSUMER_PREFIX
+
 log = logging.getLogger(__name__)
 
 PENDING_MSGS_LIMIT = 4096
@@ -48,7 +50,7 @@ class StreamFollower:
         *,
         start: dt.datetime | None,
         idle_heartbeat: float = 5.0,
-        prefix: str = "gw_console",
+        prefix: str = CONSOLE_CONSUMER_PREFIX,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -137,7 +139,7 @@ async def replay(
     idle_timeout: float = 3.0,
 ) -> list[Msg]:
     """The messages on ``subject`` stored since ``start`` (at most ``limit``), then stop."""
-    f = StreamFollower(js, stream, subject, start=start, prefix="gw_console_replay")
+    f = StreamFollower(js, stream, subject, start=start, prefix=CONSOLE_REPLAY_CONSUMER_PREFIX)
     out: list[Msg] = []
     try:
         await f.open()

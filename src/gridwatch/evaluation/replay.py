@@ -321,7 +321,7 @@ def replay(
     async def sink(
         camera: CameraConfig, event: IncidentEvent, frame: Frame | None, r: CameraRules
     ) -> None:
-        put(ReplayEvent(event.observed_at - t0, camera.id, r.severity_of(event), event, t0))
+        put(ReplayEvent(event.observed_at - t0, camera.id, event.severity, event, t0))
 
     def run() -> None:
         try:

@@ -15,20 +15,19 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import nats.errors
 from nats.js import JetStreamContext
-from nats.js import api as js_api
-from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 
-from gridwatch.leases.records import LEASES_BUCKET, WORKERS_BUCKET
+from gridwatch.bus.infra import WORKERS_MAX_AGE_S as WORKERS_MAX_AGE_S
+from gridwatch.bus.infra import KVSpec, ensure_kv
+from gridwatch.bus.infra import ensure_lease_buckets as ensure_lease_buckets
+from gridwatch.bus.names import kv_stream, kv_subject
 
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 STREAM_EXISTS = 10058
-WORKERS_MAX_AGE_S = 3600.0
-"""Garbage collection of worker keys nobody fenced (every worker gone): an hour."""
 
 
 class CasConflict(Exception):
@@ -44,11 +43,11 @@ class Current:
 
 
 def stream_of(bucket: str) -> str:
-    return f"KV_{bucket}"
+    return kv_stream(bucket)
 
 
 def subject_of(bucket: str, key: str) -> str:
-    return f"$KV.{bucket}.{key}"
+    return kv_subject(bucket, key)
 
 
 async def ensure_bucket(
@@ -62,69 +61,17 @@ async def ensure_bucket(
 ) -> KeyValue:
     """Bind to ``bucket``, creating it (file storage, one revision per key) if missing.
 
-    Idempotent and race-safe (every worker calls it at start). Retried for ``within_s``: a
-    freshly started cluster can time out the first replicated create while its peers catch up.
+    Idempotent and race-safe; retried for ``within_s`` (see :func:`gridwatch.bus.infra.ensure_kv`).
     An existing bucket keeps its settings; a different replica count is only logged.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    delay = 0.2
-    while True:
-        try:
-            try:
-                kv = await js.key_value(bucket)
-            except BucketNotFoundError:
-                cfg = js_api.KeyValueConfig(
-                    bucket=bucket,
-                    description=description,
-                    history=1,
-                    storage=js_api.StorageType.FILE,
-                    replicas=replicas,
-                    ttl=max_age_s,
-                )
-                try:
-                    kv = await js.create_key_value(cfg)
-                    log.info("created KV bucket %s (replicas %d)", bucket, replicas)
-                except APIError as exc:
-                    if exc.err_code != STREAM_EXISTS:
-                        raise
-                    kv = await js.key_value(bucket)
-            status = await kv.status()
-            have = status.stream_info.config.num_replicas or 1
-            if have != replicas:
-                log.warning(
-                    "KV bucket %s has %d replicas, the config asks for %d (left as it is)",
-                    bucket,
-                    have,
-                    replicas,
-                )
-            return kv
-        except (nats.errors.TimeoutError, TimeoutError, nats.errors.NoRespondersError) as exc:
-            if loop.time() + delay > deadline:
-                raise
-            log.info("KV bucket %s not ready (%s); retrying", bucket, type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
-
-
-async def ensure_lease_buckets(
-    js: JetStreamContext, *, replicas: int = 1
-) -> tuple[KeyValue, KeyValue]:
-    """``gw_leases`` and ``gw_workers``, created with ``replicas`` if missing."""
-    leases = await ensure_bucket(
-        js,
-        LEASES_BUCKET,
-        description="gridwatch camera leases: camera id -> holding worker session",
+    spec = KVSpec(
+        bucket=bucket,
+        description=description,
         replicas=replicas,
+        ttl_s=max_age_s,
+        on_replicas="warn",
     )
-    workers = await ensure_bucket(
-        js,
-        WORKERS_BUCKET,
-        description="gridwatch worker sessions: heartbeat, capacity, running cameras",
-        replicas=replicas,
-        max_age_s=WORKERS_MAX_AGE_S,
-    )
-    return leases, workers
+    return await ensure_kv(js, spec, within_s=within_s)
 
 
 async def cas_put(

@@ -21,8 +21,10 @@ import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-LEASES_BUCKET = "gw_leases"
-WORKERS_BUCKET = "gw_workers"
+from gridwatch.bus.names import LEASES_KV, WORKERS_KV
+
+LEASES_BUCKET = LEASES_KV
+WORKERS_BUCKET = WORKERS_KV
 SCHEMA = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

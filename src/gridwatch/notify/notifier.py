@@ -53,20 +53,19 @@ from gridwatch.auth.subjects import (
     CASES_STREAM,
     NOTIFIER_CASES_DURABLE,
     NOTIFIER_DURABLE,
-    NOTIFY_SENT_KV,
     case_filter,
 )
+from gridwatch.bus.infra import NOTIFY_SENT_TTL_S, ensure_kv, ensure_push_bucket, notify_sent_kv
 from gridwatch.cases.model import CaseEvent, CaseEventType
 from gridwatch.config import GridwatchConfig
 from gridwatch.model import Alert, IncidentState
-from gridwatch.notify.subscriptions import ensure_push_bucket
 from gridwatch.notify.webhook import post_webhook
 from gridwatch.notify.webpush import PushResult, VapidKey, WebPushSender, push_session
 from gridwatch.rules.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
-SENT_TTL_S = 7 * 86400.0
+SENT_TTL_S = NOTIFY_SENT_TTL_S
 MAX_DELIVER = 4
 
 
@@ -141,18 +140,7 @@ class Notifier:
         self._subs_kv = await ensure_push_bucket(
             self.js, ttl_s=self.config.notify.push_subscription_ttl_days * 86400
         )
-        try:
-            self._sent_kv = await self.js.key_value(NOTIFY_SENT_KV)
-        except nats.js.errors.BucketNotFoundError:
-            self._sent_kv = await self.js.create_key_value(
-                js_api.KeyValueConfig(
-                    bucket=NOTIFY_SENT_KV,
-                    description="gridwatch notifier idempotency records",
-                    history=1,
-                    ttl=SENT_TTL_S,
-                    storage=js_api.StorageType.FILE,
-                )
-            )
+        self._sent_kv = await ensure_kv(self.js, notify_sent_kv())
         if self._session is None:
             self._session = aiohttp.ClientSession()
         if self.vapid is not None:

@@ -39,23 +39,22 @@ from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.alerts.snapshots import (
-    BLUR_PEOPLE,
-    SNAPSHOT_BLUR_HEADER,
-    SNAPSHOT_BOXES_HEADER,
-    SNAPSHOT_GRID_HEADER,
-    SNAPSHOT_KEEP_HEADER,
-    SNAPSHOT_PEOPLE_HEADER,
-)
 from gridwatch.alerts.subjects import SNAPSHOT_BUCKET
 from gridwatch.auth.models import UserConfig
-from gridwatch.auth.subjects import SNAPSHOT_REQ_PREFIX, audit_subject, snapshot_request_subject
+from gridwatch.auth.subjects import (
+    AUDIT_STREAM,
+    SNAPSHOT_REQ_PREFIX,
+    audit_subject,
+    snapshot_request_subject,
+)
+from gridwatch.bus.messages import SnapshotMeta
+from gridwatch.bus.names import SNAPSHOT_SERVICE_QUEUE
 from gridwatch.config import GridwatchConfig
-from gridwatch.console.audit import AUDIT_STREAM, ensure_audit_stream
+from gridwatch.console.audit import ensure_audit_stream
 
 log = logging.getLogger(__name__)
 
-QUEUE_GROUP = "gw-snapshot-service"
+QUEUE_GROUP = SNAPSHOT_SERVICE_QUEUE
 Variant = Literal["blurred", "full"]
 
 
@@ -148,36 +147,12 @@ def blur_regions(
     return bytes(buf.tobytes())
 
 
-def _header(headers: dict[str, list[str]] | None, key: str) -> str | None:
-    values = (headers or {}).get(key)
-    return values[0] if values else None
-
-
-def _boxes(raw: str | None) -> list[list[float]] | None:
-    """A JSON list of 4-number boxes; None when missing or malformed."""
-    if raw is None:
-        return None
-    try:
-        boxes = json.loads(raw)
-        if not isinstance(boxes, list):
-            return None
-        return [[float(v) for v in b[:4]] for b in boxes if isinstance(b, list) and len(b) >= 4]
-    except (ValueError, TypeError):
-        return None
-
-
 def blur_plan(
     headers: dict[str, list[str]] | None,
 ) -> tuple[bool, list[list[float]], list[list[float]]]:
     """(whole picture?, boxes to blur, boxes to keep) from a snapshot's metadata: the people
     and the rule's boxes when the worker listed every person; else the whole picture."""
-    people = _boxes(_header(headers, SNAPSHOT_PEOPLE_HEADER))
-    rule_boxes = _boxes(_header(headers, SNAPSHOT_BOXES_HEADER))
-    keep = _boxes(_header(headers, SNAPSHOT_KEEP_HEADER)) or []
-    listed = _header(headers, SNAPSHOT_BLUR_HEADER) == BLUR_PEOPLE
-    if not listed or people is None or rule_boxes is None:
-        return True, [], keep
-    return False, people + rule_boxes, keep
+    return SnapshotMeta.from_headers(headers).blur_plan()
 
 
 class SnapshotService:
@@ -243,7 +218,7 @@ class SnapshotService:
         except NotFoundError as e:
             raise SnapshotDenied("not_found", f"no snapshot {req.name!r}") from e
         headers = obj.info.headers if obj.info is not None else None
-        obj_grid = _header(headers, SNAPSHOT_GRID_HEADER)
+        obj_grid = SnapshotMeta.from_headers(headers).grid
         if obj_grid != grid:  # also refuses objects stored without a grid
             raise SnapshotDenied("not_found", f"no snapshot {req.name!r} in grid {grid}")
         data = bytes(obj.data or b"")

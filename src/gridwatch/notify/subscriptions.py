@@ -26,14 +26,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js import api as js_api
 from nats.js.kv import KeyValue
 
-from gridwatch.alerts.streams import STREAM_EXISTS_ERR_CODE, converge_stream
 from gridwatch.alerts.subjects import check_token
 from gridwatch.auth.subjects import PUSH_SUBS_KV
+from gridwatch.bus.infra import DEFAULT_SUBSCRIPTION_TTL_S as DEFAULT_SUBSCRIPTION_TTL_S
+from gridwatch.bus.infra import ensure_push_bucket as ensure_push_bucket
 
 log = logging.getLogger(__name__)
 
@@ -175,39 +174,6 @@ async def check_endpoint(
         addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not is_public_address(addr):
             raise ValueError("the push endpoint's host resolves to a non-public address")
-
-
-DEFAULT_SUBSCRIPTION_TTL_S = 90 * 86400.0
-"""How long a stored subscription lives unless its browser registers it again (``notify.
-push_subscription_ttl_days``): phones that were lost, reset or handed on stop being pushed to
-and their endpoints stop being kept. The phone view re-registers on every visit."""
-
-
-async def ensure_push_bucket(js: JetStreamContext, *, ttl_s: float | None = None) -> KeyValue:
-    """Bind to ``gw_push_subs``, creating it (history 1, TTL ``ttl_s`` or the default) when
-    missing. With ``ttl_s`` (the notifier passes its config's) an existing bucket's TTL is
-    converged on it, so a bucket made before TTLs existed gets one; without, it is left as is.
-    """
-    try:
-        kv = await js.key_value(PUSH_SUBS_KV)
-    except nats.js.errors.BucketNotFoundError:
-        try:
-            return await js.create_key_value(
-                js_api.KeyValueConfig(
-                    bucket=PUSH_SUBS_KV,
-                    description="gridwatch Web Push subscriptions, <user>.<endpoint hash>",
-                    history=1,
-                    ttl=float(ttl_s or DEFAULT_SUBSCRIPTION_TTL_S),
-                    storage=js_api.StorageType.FILE,
-                )
-            )
-        except nats.js.errors.APIError as e:
-            if e.err_code != STREAM_EXISTS_ERR_CODE:
-                raise
-            kv = await js.key_value(PUSH_SUBS_KV)  # a concurrent creator won
-    if ttl_s is not None:
-        await converge_stream(js, f"KV_{PUSH_SUBS_KV}", {"max_age": float(ttl_s)}, create=None)
-    return kv
 
 
 async def user_subscription_keys(kv: KeyValue, user: str) -> list[str]:

@@ -55,9 +55,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from nats.js import JetStreamContext
-from nats.js import api as js_api
 from nats.js.errors import (
-    APIError,
     BucketNotFoundError,
     KeyDeletedError,
     KeyNotFoundError,
@@ -65,6 +63,8 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from gridwatch.bus.infra import camera_registry_kv, camera_secrets_kv, ensure_kv
+from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, kv_stream
 from gridwatch.config import CameraConfig
 from gridwatch.ingest.urls import redact_url
 
@@ -88,10 +88,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BUCKET = "gw_cameras"
+BUCKET = CAMERAS_KV
 SCHEMA_VERSION = 1
-KV_STREAM = f"KV_{BUCKET}"
-SECRETS_BUCKET = "gw_camera_secrets"
+KV_STREAM = kv_stream(BUCKET)
+SECRETS_BUCKET = CAMERA_SECRETS_KV
 SECRET_FIELDS = ("url", "sub_url")
 """The camera fields that may carry credentials (kept in :data:`SECRETS_BUCKET`)."""
 _T = TypeVar("_T")
@@ -279,25 +279,17 @@ class CameraRegistry:
         CLI may call it; an existing bucket keeps its settings.
         """
         try:
-            kv = await asyncio.wait_for(js.key_value(BUCKET), op_timeout)
-        except BucketNotFoundError:
-            if not create:
-                raise RegistryError(
-                    f"the camera registry (KV bucket {BUCKET}) does not exist yet: add a camera "
-                    "or import a config with `gridwatch camera import FILE`"
-                ) from None
-            cfg = js_api.KeyValueConfig(
-                bucket=BUCKET,
-                description="gridwatch camera registry: one key per camera",
-                history=history,
-                storage=js_api.StorageType.FILE,
-                replicas=replicas,
+            kv = await ensure_kv(
+                js,
+                camera_registry_kv(history=history, replicas=replicas),
+                create=create,
+                op_timeout=op_timeout,
             )
-            try:
-                kv = await asyncio.wait_for(js.create_key_value(cfg), op_timeout)
-                log.info("created camera registry bucket %s (history %d)", BUCKET, history)
-            except APIError:  # another client created it first, perhaps with other settings
-                kv = await asyncio.wait_for(js.key_value(BUCKET), op_timeout)
+        except BucketNotFoundError:
+            raise RegistryError(
+                f"the camera registry (KV bucket {BUCKET}) does not exist yet: add a camera "
+                "or import a config with `gridwatch camera import FILE`"
+            ) from None
         secrets_kv = await cls._open_secrets(js, create, op_timeout, replicas)
         return cls(js, kv, op_timeout=op_timeout, secrets_kv=secrets_kv)
 
@@ -307,21 +299,11 @@ class CameraRegistry:
     ) -> KeyValue | None:
         """The credentials bucket (history 1: a changed password is gone, not kept)."""
         try:
-            return await asyncio.wait_for(js.key_value(SECRETS_BUCKET), op_timeout)
+            return await ensure_kv(
+                js, camera_secrets_kv(replicas=replicas), create=create, op_timeout=op_timeout
+            )
         except BucketNotFoundError:
-            if not create:
-                return None
-        cfg = js_api.KeyValueConfig(
-            bucket=SECRETS_BUCKET,
-            description="gridwatch camera URLs with credentials: <camera id>.<ref>, 1 revision",
-            history=1,
-            storage=js_api.StorageType.FILE,
-            replicas=replicas,
-        )
-        try:
-            return await asyncio.wait_for(js.create_key_value(cfg), op_timeout)
-        except APIError:
-            return await asyncio.wait_for(js.key_value(SECRETS_BUCKET), op_timeout)
+            return None
 
     # -- credentials -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ for ``min_duration_s``, throttled ``updated`` when what is reported changes, ``c
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
@@ -33,7 +33,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from gridwatch.model import Detections, IncidentEvent, IncidentState
+from gridwatch.model import Detections, IncidentEvent, IncidentState, Track
+from gridwatch.rules.zones import Zone
 
 Box = tuple[float, float, float, float]
 """Normalized xyxy."""
@@ -50,15 +51,92 @@ class Always:
         return True
 
 
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule needs from its camera and detector to build itself from its config model
+    (``from_config(cfg, ctx)``): the camera's zones, the rule's schedule, the detector's person
+    classes and class names, and how to name the rule in an error."""
+
+    zones: Mapping[str, Zone] = field(default_factory=dict)
+    schedule: ScheduleLike = field(default_factory=lambda: Always())
+    person_classes: Collection[int] | None = None
+    class_names: Mapping[int, str] | None = None
+    what: str = "rule"
+    """``camera <id> rule <i> (<type>)``, for error messages."""
+
+    def zone(self, zone_id: str) -> Zone:
+        return self.zones[zone_id]
+
+    def classes(
+        self, wanted: Collection[str] | None, default: Collection[int] | None
+    ) -> frozenset[int] | None:
+        """A config's class names → the model's ids (``None`` names: ``default``)."""
+        return resolve_classes(wanted, self.class_names, default, self.what)
+
+    @property
+    def names(self) -> dict[int, str] | None:
+        return dict(self.class_names) if self.class_names is not None else None
+
+
+class RuleBuildError(ValueError):
+    """A rule cannot run with this camera's detector (unknown class name, no vehicle class)."""
+
+
+def resolve_classes(
+    wanted: Collection[str] | None,
+    class_names: Mapping[int, str] | None,
+    default: Collection[int] | None,
+    what: str,
+) -> frozenset[int] | None:
+    """Class names from a config → the model's class ids (case-insensitive).
+
+    >>> sorted(resolve_classes(["Car", "truck"], {0: "person", 2: "car", 7: "truck"}, None, "r"))
+    [2, 7]
+    """
+    if wanted is None:
+        return None if default is None else frozenset(default)
+    if class_names is None:
+        raise RuleBuildError(f"{what}: classes {sorted(wanted)} need the model's class names")
+    by_name = {n.strip().lower(): i for i, n in class_names.items()}
+    unknown = sorted(n for n in wanted if n.strip().lower() not in by_name)
+    if unknown:
+        raise RuleBuildError(
+            f"{what}: the model has no class {unknown}; it has {sorted(set(class_names.values()))}"
+        )
+    return frozenset(by_name[n.strip().lower()] for n in wanted)
+
+
 @runtime_checkable
-class DetectionRule(Protocol):
-    """A rule over (detections, timestamp). ``detections`` is ``None`` when no frame could be
-    analysed at ``ts`` (the camera went away): rules use it to clear, never to raise."""
+class Rule(Protocol):
+    """What every rule offers, detection or frame rule."""
 
     type: str
-    rule_key: str
 
-    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]: ...
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        """End every open incident now, whatever the timers say (the camera stops being
+        analysed here): ``cleared`` with ``reason`` for each raised one; pending ones are
+        dropped silently."""
+        ...
+
+
+@runtime_checkable
+class DetectionRule(Rule, Protocol):
+    """A rule over (detections, timestamp). ``detections`` is ``None`` when no frame could be
+    analysed at ``ts`` (the camera went away): rules use it to clear, never to raise.
+
+    ``tracks`` are the frame's :class:`~gridwatch.model.Track` s, made once per frame by
+    :class:`~gridwatch.rules.engine.CameraRules` (``None``: the rule makes them from
+    ``detections`` itself, for a rule used on its own)."""
+
+    rule_key: str
+    zone: Zone | None
+    """The zone the rule watches (``None``: a line, or the whole picture)."""
+    counts_people: bool
+    """Fed the crowd counter's people (held tracks in, props out), not the raw boxes."""
+
+    def update(
+        self, detections: Detections | None, ts: float, tracks: Sequence[Track] | None = None
+    ) -> list[IncidentEvent]: ...
 
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]: ...
 
@@ -82,10 +160,8 @@ class FrameSample:
 
 
 @runtime_checkable
-class FrameRule(Protocol):
+class FrameRule(Rule, Protocol):
     """A rule over the picture and the stream (tamper, offline)."""
-
-    type: str
 
     def update_frame(self, sample: FrameSample) -> list[IncidentEvent]: ...
 
@@ -164,8 +240,11 @@ class Episode:
         type: str,
         zone_id: str | None,
         params: EpisodeParams,
+        *,
+        severity: str = "warning",
     ) -> None:
         self.rule_key = rule_key
+        self.severity = severity
         self.type = type
         self.zone_id = zone_id
         self.params = params
@@ -195,6 +274,7 @@ class Episode:
             sequence=self.sequence,
             reason=reason,
             details=dict(r.details),
+            severity=self.severity,
         )
 
     def _clear(self, ts: float, r: _Report, reason: str) -> list[IncidentEvent]:
@@ -278,29 +358,3 @@ disabled, reconfigured, handed to another worker): nobody would ever clear them 
 
 WORKER_STOPPED = "worker_stopped"
 """Clear reason of the incidents still open when their worker shuts down."""
-
-
-def close_episodes(owner: object, ts: float, reason: str) -> list[IncidentEvent]:
-    """Force-clear every :class:`Episode` that ``owner`` (a rule) holds, directly as an
-    attribute or in a dict attribute (tamper keeps one per kind).
-
-    Found by looking rather than by a method on every rule, so a new rule built on
-    :class:`Episode` is closed too without remembering to implement anything.
-
-    >>> class R:
-    ...     def __init__(self) -> None:
-    ...         self._episode = Episode("r/z", "r", "z", EpisodeParams())
-    >>> r = R()
-    >>> _ = r._episode.step(1.0, True, count=2)
-    >>> [(e.state.value, e.reason) for e in close_episodes(r, 2.0, CAMERA_STOPPED)]
-    [('cleared', 'camera_stopped')]
-    >>> close_episodes(r, 3.0, CAMERA_STOPPED)  # already closed: nothing more
-    []
-    """
-    events: list[IncidentEvent] = []
-    for value in vars(owner).values():
-        held = value.values() if isinstance(value, dict) else (value,)
-        for ep in held:
-            if isinstance(ep, Episode):
-                events += ep.force_clear(ts, reason)
-    return events

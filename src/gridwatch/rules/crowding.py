@@ -17,8 +17,9 @@ analysis rate), and one crowd gives exactly one incident:
 >>> import numpy as np
 >>> from gridwatch.model import Detections
 >>> from gridwatch.rules.zones import Zone
->>> rule = CrowdingRule(Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)]),
-...                     CrowdingParams(min_count=2, min_duration_s=5, clear_after_s=3))
+>>> cfg = CrowdingRuleConfig(type="crowding", zone="z", min_count=2, min_duration_s=5,
+...                          clear_after_s=3, count_window_s=0)
+>>> rule = CrowdingRule(Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)]), cfg)
 >>> two = Detections.from_arrays(xyxy=[[0, 0, 10, 10], [20, 0, 30, 10]], confidence=[.9, .9],
 ...                              class_id=[0, 0], image_size=(100, 100))
 >>> [e.state.value for t in range(0, 7) for e in rule.update(two, float(t))]
@@ -31,14 +32,16 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from enum import Enum
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+from pydantic import Field
 
-from gridwatch.model import Detections, IncidentEvent, IncidentState
+from gridwatch.model import Detections, IncidentEvent, IncidentState, Track
+from gridwatch.rules.base import RuleContext
+from gridwatch.rules.settings import RuleSettings
 from gridwatch.rules.zones import Zone
 
 
@@ -51,27 +54,45 @@ class _Always:
         return True
 
 
-@dataclass(frozen=True)
-class CrowdingParams:
-    min_count: int
-    min_duration_s: float = 10.0
-    clear_after_s: float = 15.0
-    onset_gap_s: float = 2.0
-    update_interval_s: float = 5.0
-    count_window_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.min_count < 1:
-            raise ValueError("min_count must be at least 1")
-        for name in (
-            "min_duration_s",
-            "clear_after_s",
-            "onset_gap_s",
-            "update_interval_s",
-            "count_window_s",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+class CrowdingRuleConfig(RuleSettings):
+    type: Literal["crowding"] = Field(title="Type", description="Rule type.")
+    zone: str = Field(title="Zone", description="Id of a zone of this camera.")
+    min_count: int = Field(
+        ge=1, title="Minimum count", description="People in the zone at which it is crowded."
+    )
+    min_duration_s: float = Field(
+        default=10.0,
+        ge=0,
+        title="Minimum duration",
+        description="Seconds the crowd must last before an alert is raised.",
+    )
+    clear_after_s: float = Field(
+        default=15.0,
+        ge=0,
+        title="Clear after",
+        description="Seconds below the threshold before the incident clears (hysteresis).",
+    )
+    onset_gap_s: float = Field(
+        default=2.0,
+        ge=0,
+        title="Onset gap",
+        description="Dips below the threshold shorter than this do not restart the onset timer "
+        "(one missed detection should not reset a crowd).",
+    )
+    update_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        title="Update interval",
+        description="Minimum seconds between 'updated' messages of one incident.",
+    )
+    count_window_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        title="Count window",
+        description="The count is the median of the zone's counts over this many seconds of "
+        "analysed frames (0: the frame's own count): one missed or doubled box does not move it.",
+    )
 
 
 class _Phase(Enum):
@@ -90,10 +111,12 @@ class CrowdingRule:
     counts_people = True
     """Fed the crowd counter's people (held tracks in, props out), not the raw boxes."""
 
+    Config = CrowdingRuleConfig
+
     def __init__(
         self,
         zone: Zone,
-        params: CrowdingParams,
+        params: CrowdingRuleConfig,
         *,
         schedule: ScheduleLike | None = None,
         person_classes: Collection[int] | None = None,
@@ -114,6 +137,12 @@ class CrowdingRule:
         self.last_count: int | None = None
         """The count the rule saw at its last observation (``None``: no frame); the
         evaluation compares it with the ground truth."""
+
+    @classmethod
+    def from_config(cls, cfg: CrowdingRuleConfig, ctx: RuleContext) -> CrowdingRule:
+        return cls(
+            ctx.zone(cfg.zone), cfg, schedule=ctx.schedule, person_classes=ctx.person_classes
+        )
 
     @property
     def phase(self) -> str:
@@ -159,6 +188,7 @@ class CrowdingRule:
             sequence=self._sequence,
             reason=reason,
             details={"min_count": self.params.min_count},
+            severity=self.params.severity,
         )
 
     def _clear(self, ts: float, count: int, boxes: tuple[Box, ...], reason: str) -> IncidentEvent:
@@ -167,8 +197,11 @@ class CrowdingRule:
         self._phase = _Phase.IDLE
         return event
 
-    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
-        """Feed one observation (``None``: no frame could be analysed) at time ``ts``."""
+    def update(
+        self, detections: Detections | None, ts: float, tracks: Sequence[Track] | None = None
+    ) -> list[IncidentEvent]:
+        """Feed one observation (``None``: no frame could be analysed) at time ``ts``; a count
+        of boxes, so ``tracks`` are not used."""
         p = self.params
         boxes: tuple[Box, ...]
         if detections is None:

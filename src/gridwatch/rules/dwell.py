@@ -2,7 +2,7 @@
 
 Per track: when its feet (a vehicle's bottom-centre) entered the zone and when it was last seen
 there. A gap of up to ``max_gap_s`` (an occlusion, a missed detection, a new tracker id picked
-up where the old one was lost, see :mod:`gridwatch.rules.tracks`) keeps the dwell running; a
+up where the old one was lost, see :mod:`gridwatch.tracking.tracks`) keeps the dwell running; a
 longer gap restarts it. An object that has dwelt ``min_dwell_s`` is *dwelling*.
 
 The incident is per zone, not per object: ``raised`` when the first object has dwelt long
@@ -18,8 +18,10 @@ counted once: dwelling boxes overlapping by IoU ≥ ``merge_iou`` are merged.
 >>> import numpy as np
 >>> from gridwatch.model import Detections
 >>> from gridwatch.rules.zones import Zone
->>> rule = DwellRule("loitering", Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)]),
-...                  DwellParams(min_dwell_s=5, max_gap_s=2, clear_after_s=2))
+>>> from gridwatch.rules.loitering import LoiteringRuleConfig
+>>> cfg = LoiteringRuleConfig(type="loitering", zone="z", min_dwell_s=5, max_gap_s=2,
+...                           clear_after_s=2)
+>>> rule = DwellRule("loitering", Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)]), cfg)
 >>> one = Detections.from_arrays(xyxy=[[10, 10, 20, 40]], confidence=[.9], class_id=[0],
 ...                              tracker_id=[3], image_size=(100, 100))
 >>> empty = Detections.empty((100, 100))
@@ -29,31 +31,32 @@ counted once: dwelling boxes overlapping by IoU ≥ ``merge_iou`` are merged.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from gridwatch.geometry import iou
-from gridwatch.model import Detections, IncidentEvent
+from gridwatch.model import Detections, IncidentEvent, Track
 from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
-from gridwatch.rules.tracks import TrackedObject, TrackTable, tracked
 from gridwatch.rules.zones import Zone
+from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
 
 
-@dataclass(frozen=True)
-class DwellParams:
-    min_dwell_s: float = 60.0
-    max_gap_s: float = 3.0
-    clear_after_s: float = 10.0
-    update_interval_s: float = 5.0
-    merge_iou: float = 0.6
+class DwellConfig(Protocol):
+    """The settings loitering and vehicle_stop share (their config models have them)."""
 
-    def __post_init__(self) -> None:
-        if self.min_dwell_s < 0 or self.max_gap_s < 0:
-            raise ValueError("min_dwell_s and max_gap_s must not be negative")
-        if not 0 < self.merge_iou <= 1:
-            raise ValueError("merge_iou must be in (0, 1]")
+    @property
+    def min_dwell_s(self) -> float: ...
+    @property
+    def max_gap_s(self) -> float: ...
+    @property
+    def clear_after_s(self) -> float: ...
+    @property
+    def update_interval_s(self) -> float: ...
+    @property
+    def severity(self) -> str: ...
 
 
 @dataclass
@@ -65,11 +68,15 @@ class _Dwell:
 class DwellRule:
     """Objects of ``classes`` (ids; ``None`` = all) dwelling in a zone. See the module doc."""
 
+    counts_people = False
+    MERGE_IOU = 0.6
+    """Dwelling boxes overlapping this much are one object (a van called car and truck)."""
+
     def __init__(
         self,
         type: str,
         zone: Zone,
-        params: DwellParams,
+        params: DwellConfig,
         *,
         schedule: ScheduleLike | None = None,
         classes: Collection[int] | None = None,
@@ -89,6 +96,7 @@ class DwellRule:
             type,
             zone.id,
             EpisodeParams(0.0, params.clear_after_s, 0.0, params.update_interval_s),
+            severity=params.severity,
         )
 
     @property
@@ -104,11 +112,17 @@ class DwellRule:
         boxes = detections.xyxyn()[keep]
         return int(keep.sum()), tuple(tuple(float(v) for v in b) for b in boxes)  # type: ignore[misc]
 
-    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        return self._episode.force_clear(ts, reason)
+
+    def update(
+        self, detections: Detections | None, ts: float, tracks: Sequence[Track] | None = None
+    ) -> list[IncidentEvent]:
         p = self.params
         scheduled = self._schedule.is_active(ts)
         if detections is not None and scheduled:
-            objs = tracked(detections, self._classes)
+            frame_tracks = tracks if tracks is not None else tracks_of(detections)
+            objs = of_classes(frame_tracks, self._classes)
             for obj, st in self.tracks.observe(objs, ts, lambda o: _Dwell()):
                 if self.zone.contains(np.array([obj.anchor], np.float32))[0]:
                     if st.entered is None or ts - st.last_in > p.max_gap_s:
@@ -118,7 +132,7 @@ class DwellRule:
             self.tracks = TrackTable(keep_s=p.max_gap_s)  # out of schedule: forget everything
         else:
             self.tracks.expire(ts)
-        dwelling: list[tuple[float, TrackedObject]] = []
+        dwelling: list[tuple[float, Track]] = []
         for _, st, _, last in self.tracks.items():
             if (
                 st.entered is not None
@@ -126,7 +140,7 @@ class DwellRule:
                 and st.last_in - st.entered >= p.min_dwell_s
             ):
                 dwelling.append((st.entered, last))
-        merged = _merge(dwelling, p.merge_iou)
+        merged = _merge(dwelling, self.MERGE_IOU)
         onset = min((e for e, _ in merged), default=None)
         details = {
             "min_dwell_s": p.min_dwell_s,
@@ -148,11 +162,9 @@ class DwellRule:
         )
 
 
-def _merge(
-    items: list[tuple[float, TrackedObject]], min_iou: float
-) -> list[tuple[float, TrackedObject]]:
+def _merge(items: list[tuple[float, Track]], min_iou: float) -> list[tuple[float, Track]]:
     """Keep one of each group of overlapping boxes (the longest dwelling)."""
-    kept: list[tuple[float, TrackedObject]] = []
+    kept: list[tuple[float, Track]] = []
     for entered, obj in sorted(items, key=lambda x: (x[0], x[1].track_id)):
         if all(iou(obj.box, k.box) < min_iou for _, k in kept):
             kept.append((entered, obj))

@@ -11,7 +11,7 @@ its last upright observation must be at most ``max_transition_s`` before it went
 
 Falling changes a box's shape so much that ByteTrack often loses the person and starts a new
 track lying on the ground. The new track inherits the state of an upright track lost within
-``track_keep_s`` and within a box height of it (:mod:`gridwatch.rules.tracks`), unless the
+``track_keep_s`` and within a box height of it (:mod:`gridwatch.tracking.tracks`), unless the
 lying object overlaps something that was lying there before anyone stood nearby (a never-upright
 down object seen within ``static_memory_s``): a person walking past the jacket and lost behind
 the lamp post must not hand their upright past to the jacket.
@@ -22,8 +22,8 @@ two people down at once are one incident with a count of two.
 
 >>> import numpy as np
 >>> from gridwatch.model import Detections
->>> rule = FallRule(None, FallParams(min_duration_s=2, min_upright_s=1, clear_after_s=2),
-...                 fall_classes={1})
+>>> cfg = FallRuleConfig(type="fall", min_duration_s=2, min_upright_s=1, clear_after_s=2)
+>>> rule = FallRule(None, cfg, fall_classes={1})
 >>> def person(tid, box, cls):
 ...     return Detections.from_arrays(xyxy=[box], confidence=[.9], class_id=[cls],
 ...                                   tracker_id=[tid], image_size=(200, 200))
@@ -31,23 +31,26 @@ two people down at once are one incident with a count of two.
 >>> [(t, e.state.value) for t, d in enumerate(seq) for e in rule.update(d, float(t))]
 [(5, 'raised')]
 >>> jacket = person(9, [10, 150, 60, 170], 1)
->>> rule2 = FallRule(None, FallParams(min_duration_s=2), fall_classes={1})
+>>> rule2 = FallRule(None, FallRuleConfig(type="fall", min_duration_s=2), fall_classes={1})
 >>> [e for t in range(20) for e in rule2.update(jacket, float(t))]
 []
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from gridwatch.geometry import iou
-from gridwatch.model import Detections, IncidentEvent
-from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
-from gridwatch.rules.tracks import TrackedObject, TrackTable, tracked
+from gridwatch.model import Detections, IncidentEvent, Track
+from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, RuleContext, ScheduleLike
+from gridwatch.rules.settings import RuleSettings, clear_after_field, update_interval_field
 from gridwatch.rules.zones import Zone
+from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
 
 FALL_CLASS_NAMES = frozenset({"fall", "fallen", "falling", "fall_down", "falldown", "lying"})
 
@@ -63,28 +66,47 @@ def fall_class_ids(class_names: Mapping[int, str]) -> frozenset[int]:
     return frozenset(i for i, n in class_names.items() if n.strip().lower() in FALL_CLASS_NAMES)
 
 
-@dataclass(frozen=True)
-class FallParams:
-    min_duration_s: float = 5.0
-    clear_after_s: float = 10.0
-    onset_gap_s: float = 1.5
-    update_interval_s: float = 5.0
-    min_upright_s: float = 1.0
-    max_transition_s: float = 5.0
-    upright_aspect: float = 1.2
-    lying_aspect: float = 1.2
-    track_keep_s: float = 3.0
-    static_memory_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        EpisodeParams(
-            self.min_duration_s, self.clear_after_s, self.onset_gap_s, self.update_interval_s
-        )
-        for name in ("min_upright_s", "max_transition_s", "track_keep_s", "static_memory_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.upright_aspect <= 0 or self.lying_aspect <= 0:
-            raise ValueError("aspect ratios must be positive")
+class FallRuleConfig(RuleSettings):
+    type: Literal["fall"] = Field(title="Type", description="Rule type.")
+    zone: str | None = Field(
+        default=None, title="Zone", description="Id of a zone of this camera; none: anywhere."
+    )
+    min_duration_s: float = Field(
+        default=5.0,
+        ge=0,
+        title="Minimum duration",
+        description="Seconds a person must stay down before an alert.",
+    )
+    clear_after_s: float = clear_after_field(10.0, "with nobody down")
+    onset_gap_s: float = Field(
+        default=1.5,
+        ge=0,
+        title="Gap",
+        description="Seconds a fallen person may go undetected and still count as down.",
+    )
+    update_interval_s: float = update_interval_field()
+    min_upright_s: float = Field(
+        default=1.0,
+        ge=0,
+        title="Minimum upright",
+        description="Seconds a track must have been seen upright before a fall counts (a "
+        "jacket on the grass never stood up).",
+    )
+    max_transition_s: float = Field(
+        default=5.0,
+        ge=0,
+        title="Maximum transition",
+        description="Longest time between the last upright and the first down observation.",
+    )
+    upright_aspect: float = Field(
+        default=1.2, gt=0, title="Upright aspect", description="Box height/width of upright."
+    )
+    lying_aspect: float = Field(
+        default=1.2,
+        gt=0,
+        title="Lying aspect",
+        description="Box width/height taken as lying, for models without a fall class.",
+    )
 
 
 @dataclass
@@ -100,11 +122,17 @@ class _Person:
 
 class FallRule:
     type = "fall"
+    Config = FallRuleConfig
+    counts_people = False
+    TRACK_KEEP_S = 3.0
+    """Seconds a lost track's state is kept (for a new id lying on the ground to take it over)."""
+    STATIC_MEMORY_S = 30.0
+    """Seconds a never-upright down object (a jacket on the grass) is remembered."""
 
     def __init__(
         self,
         zone: Zone | None,
-        params: FallParams,
+        params: FallRuleConfig,
         *,
         schedule: ScheduleLike | None = None,
         person_classes: Collection[int] | None = None,
@@ -119,7 +147,7 @@ class FallRule:
         self._persons = None if person_classes is None else frozenset(person_classes)
         self._fall = frozenset(fall_classes)
         self._names = class_names or {}
-        self.tracks: TrackTable[_Person] = TrackTable(keep_s=params.track_keep_s)
+        self.tracks: TrackTable[_Person] = TrackTable(keep_s=self.TRACK_KEEP_S)
         self._static: dict[int, tuple[Box, float]] = {}
         """Never-upright down objects: track id → (box, last seen). Bounded by expiry."""
         self._episode = Episode(
@@ -127,50 +155,68 @@ class FallRule:
             self.type,
             self.zone_id,
             EpisodeParams(0.0, params.clear_after_s, 0.0, params.update_interval_s),
+            severity=params.severity,
         )
+
+    @classmethod
+    def from_config(cls, cfg: FallRuleConfig, ctx: RuleContext) -> FallRule:
+        return cls(
+            ctx.zone(cfg.zone) if cfg.zone is not None else None,
+            cfg,
+            schedule=ctx.schedule,
+            person_classes=ctx.person_classes,
+            fall_classes=fall_class_ids(ctx.class_names or {}),
+            class_names=ctx.names,
+        )
+
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        return self._episode.force_clear(ts, reason)
 
     @property
     def phase(self) -> str:
         return self._episode.phase.value
 
-    def _in_zone(self, obj: TrackedObject) -> bool:
+    def _in_zone(self, obj: Track) -> bool:
         return self.zone is None or bool(self.zone.contains(np.array([obj.anchor], np.float32))[0])
 
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
-        objs = [o for o in tracked(detections, self._persons) if self._in_zone(o)]
+        objs = [o for o in of_classes(tracks_of(detections), self._persons) if self._in_zone(o)]
         return len(objs), tuple(o.box for o in objs)
 
-    def is_down(self, obj: TrackedObject) -> bool:
+    def is_down(self, obj: Track) -> bool:
         if self._fall:
             return obj.class_id in self._fall
         return obj.width_px >= self.params.lying_aspect * obj.height_px
 
-    def is_upright(self, obj: TrackedObject) -> bool:
+    def is_upright(self, obj: Track) -> bool:
         return not self.is_down(obj) and obj.height_px >= self.params.upright_aspect * max(
             obj.width_px, 1.0
         )
 
-    def _linkable(self, state: _Person, obj: TrackedObject) -> bool:
+    def _linkable(self, state: _Person, obj: Track) -> bool:
         if not state.ever_upright:
             return True  # inheriting nothing useful, harmless
         if self.is_down(obj):
             return not any(iou(obj.box, box) > 0.3 for box, _ in self._static.values())
         return True
 
-    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
+    def update(
+        self, detections: Detections | None, ts: float, tracks: Sequence[Track] | None = None
+    ) -> list[IncidentEvent]:
         p = self.params
         scheduled = self._schedule.is_active(ts)
-        for tid in [t for t, (_, seen) in self._static.items() if ts - seen > p.static_memory_s]:
+        for tid in [t for t, (_, seen) in self._static.items() if ts - seen > self.STATIC_MEMORY_S]:
             del self._static[tid]
         if detections is not None:
-            objs = tracked(detections, self._persons)
+            frame_tracks = tracks if tracks is not None else tracks_of(detections)
+            objs = of_classes(frame_tracks, self._persons)
             for obj, st in self.tracks.observe(
                 objs, ts, lambda o: _Person(), linkable=self._linkable
             ):
                 self._observe(obj, st, ts)
         else:
             self.tracks.expire(ts)
-        fallen: list[tuple[float, TrackedObject]] = []
+        fallen: list[tuple[float, Track]] = []
         for _, st, _, last in self.tracks.items():
             if (
                 st.down_since is not None
@@ -198,7 +244,7 @@ class FallRule:
             clear_reason="got_up_or_gone",
         )
 
-    def _observe(self, obj: TrackedObject, st: _Person, ts: float) -> None:
+    def _observe(self, obj: Track, st: _Person, ts: float) -> None:
         p = self.params
         down = self.is_down(obj)
         if down and not st.ever_upright:

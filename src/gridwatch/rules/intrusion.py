@@ -17,7 +17,8 @@ The episode: ``raised`` once someone has been in for ``min_duration_s`` (dips sh
 >>> from gridwatch.model import Detections
 >>> from gridwatch.rules.zones import Zone
 >>> rule = IntrusionRule(Zone("yard", [(0, .5), (1, .5), (1, 1), (0, 1)]),
-...                      IntrusionParams(min_duration_s=1, clear_after_s=2))
+...                      IntrusionRuleConfig(type="intrusion", zone="yard", min_duration_s=1,
+...                                          clear_after_s=2))
 >>> def at(y):
 ...     return Detections.from_arrays(xyxy=[[40, y - 20, 50, y]], confidence=[.9], class_id=[0],
 ...                                   tracker_id=[5], image_size=(100, 100))
@@ -29,33 +30,50 @@ The episode: ``raised`` once someone has been in for ``min_duration_s`` (dips sh
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from gridwatch.model import Detections, IncidentEvent
-from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
-from gridwatch.rules.tracks import TrackTable, tracked
+from gridwatch.model import Detections, IncidentEvent, Track
+from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, RuleContext, ScheduleLike
+from gridwatch.rules.settings import (
+    RuleSettings,
+    classes_field,
+    clear_after_field,
+    update_interval_field,
+)
 from gridwatch.rules.zones import Zone
+from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
 
 
-@dataclass(frozen=True)
-class IntrusionParams:
-    min_duration_s: float = 1.0
-    clear_after_s: float = 10.0
-    onset_gap_s: float = 1.0
-    update_interval_s: float = 5.0
-    min_travel: float = 0.5
-    """Movement, in the object's own box heights, that makes an object found inside count."""
-    track_keep_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        EpisodeParams(
-            self.min_duration_s, self.clear_after_s, self.onset_gap_s, self.update_interval_s
-        )
-        if self.min_travel < 0 or self.track_keep_s < 0:
-            raise ValueError("min_travel and track_keep_s must not be negative")
+class IntrusionRuleConfig(RuleSettings):
+    type: Literal["intrusion"] = Field(title="Type", description="Rule type.")
+    zone: str = Field(title="Zone", description="Id of a zone of this camera.")
+    min_duration_s: float = Field(
+        default=1.0,
+        ge=0,
+        title="Minimum duration",
+        description="Seconds someone must be inside before an alert (filters a one-frame box).",
+    )
+    onset_gap_s: float = Field(
+        default=1.0,
+        ge=0,
+        title="Onset gap",
+        description="Missed detections shorter than this do not restart the onset timer.",
+    )
+    clear_after_s: float = clear_after_field(10.0, "with the zone empty")
+    update_interval_s: float = update_interval_field()
+    min_travel: float = Field(
+        default=0.5,
+        ge=0,
+        title="Minimum travel",
+        description="An object first seen inside counts once it has moved this many of its own "
+        "box heights (static look-alikes such as a jacket on the grass never do).",
+    )
+    classes: list[str] | None = classes_field("the model's person classes")
 
 
 @dataclass
@@ -71,11 +89,15 @@ class _Entry:
 
 class IntrusionRule:
     type = "intrusion"
+    Config = IntrusionRuleConfig
+    counts_people = False
+    TRACK_KEEP_S = 5.0
+    """Seconds a lost track's state is kept (for a new id to take it over)."""
 
     def __init__(
         self,
         zone: Zone,
-        params: IntrusionParams,
+        params: IntrusionRuleConfig,
         *,
         schedule: ScheduleLike | None = None,
         classes: Collection[int] | None = None,
@@ -87,7 +109,7 @@ class IntrusionRule:
         self._schedule: ScheduleLike = schedule or Always()
         self._classes = None if classes is None else frozenset(classes)
         self._names = class_names or {}
-        self.tracks: TrackTable[_Entry] = TrackTable(keep_s=params.track_keep_s)
+        self.tracks: TrackTable[_Entry] = TrackTable(keep_s=self.TRACK_KEEP_S)
         self._episode = Episode(
             self.rule_key,
             self.type,
@@ -98,7 +120,21 @@ class IntrusionRule:
                 params.onset_gap_s,
                 params.update_interval_s,
             ),
+            severity=params.severity,
         )
+
+    @classmethod
+    def from_config(cls, cfg: IntrusionRuleConfig, ctx: RuleContext) -> IntrusionRule:
+        return cls(
+            ctx.zone(cfg.zone),
+            cfg,
+            schedule=ctx.schedule,
+            classes=ctx.classes(cfg.classes, ctx.person_classes),
+            class_names=ctx.names,
+        )
+
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        return self._episode.force_clear(ts, reason)
 
     @property
     def phase(self) -> str:
@@ -113,12 +149,15 @@ class IntrusionRule:
         boxes = detections.xyxyn()[keep]
         return int(keep.sum()), tuple(tuple(float(v) for v in b) for b in boxes)  # type: ignore[misc]
 
-    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
+    def update(
+        self, detections: Detections | None, ts: float, tracks: Sequence[Track] | None = None
+    ) -> list[IncidentEvent]:
         p = self.params
         scheduled = self._schedule.is_active(ts)
         inside: list[tuple[int, str, Box]] = []
         if detections is not None:
-            objs = tracked(detections, self._classes)
+            frame_tracks = tracks if tracks is not None else tracks_of(detections)
+            objs = of_classes(frame_tracks, self._classes)
             for obj, st in self.tracks.observe(objs, ts, lambda o: _Entry(o.anchor_px)):
                 is_in = bool(self.zone.contains(np.array([obj.anchor], np.float32))[0])
                 if not is_in:

@@ -10,7 +10,7 @@ A track's side is the sign of its feet's distance to the line; it changes only w
 more than ``band`` (normalized) beyond the line, so a person standing on it does not count
 dozens of crossings, and a crossing counts only when the step between the two confirmed sides
 passes through the segment itself (not its extension). A track that the tracker loses and
-re-finds under a new id on the other side keeps its side (see :mod:`gridwatch.rules.tracks`),
+re-finds under a new id on the other side keeps its side (see :mod:`gridwatch.tracking.tracks`),
 unless the lost track was walking (faster than ``WALKING_SPEED``) the other way: a jump against
 its walk is two people passing each other on the line with ids swapped, which restarts the side
 instead of counting a crossing.
@@ -25,8 +25,9 @@ Alerts (exactly one of the two per rule):
 
 >>> import numpy as np
 >>> from gridwatch.model import Detections
->>> rule = LineCrossingRule("gate", ((0.0, 0.5), (1.0, 0.5)),
-...                         LineParams(forbidden_direction="in", clear_after_s=2))
+>>> cfg = LineCrossingRuleConfig(type="line_crossing", id="gate", line=((0, .5), (1, .5)),
+...                              forbidden_direction="in", clear_after_s=2)
+>>> rule = LineCrossingRule("gate", ((0.0, 0.5), (1.0, 0.5)), cfg)
 >>> def at(y):
 ...     return Detections.from_arrays(xyxy=[[40, y - 20, 50, y]], confidence=[.9], class_id=[0],
 ...                                   tracker_id=[1], image_size=(100, 100))
@@ -41,36 +42,88 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gridwatch.model import Detections, IncidentEvent
-from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
-from gridwatch.rules.tracks import TrackTable, tracked
+from pydantic import Field, field_validator, model_validator
+
+from gridwatch.model import Detections, IncidentEvent, Track
+from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, RuleContext, ScheduleLike
+from gridwatch.rules.settings import RuleSettings, classes_field, clear_after_field
+from gridwatch.rules.zones import Zone
+from gridwatch.strict import Id
+from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
 
 Direction = Literal["in", "out"]
 Point = tuple[float, float]
 
 
-@dataclass(frozen=True)
-class LineParams:
-    forbidden_direction: Direction | None = None
-    max_count: int | None = None
-    window_s: float = 60.0
-    count_direction: Literal["in", "out", "both"] = "both"
-    band: float = 0.01
-    clear_after_s: float = 10.0
-    update_interval_s: float = 0.0
-    track_keep_s: float = 3.0
+class LineCrossingRuleConfig(RuleSettings):
+    type: Literal["line_crossing"] = Field(title="Type", description="Rule type.")
+    id: Id = Field(
+        title="Line id", description="Name of the line; alerts carry it as their zone_id."
+    )
+    line: tuple[tuple[float, float], tuple[float, float]] = Field(
+        title="Line",
+        description="Two normalized points [[x1, y1], [x2, y2]]. Walking from the first to the "
+        "second on screen, 'in' is crossing from the left-hand side to the right-hand side "
+        "(for a line drawn left to right: moving down the picture).",
+    )
+    forbidden_direction: Literal["in", "out"] | None = Field(
+        default=None,
+        title="Forbidden direction",
+        description="Alert on every crossing this way (give this or max_count).",
+    )
+    max_count: int | None = Field(
+        default=None,
+        ge=1,
+        title="Maximum count",
+        description="Alert when this many crossings happen within window_s (give this or "
+        "forbidden_direction).",
+    )
+    window_s: float = Field(
+        default=60.0, gt=0, title="Window", description="Sliding window of max_count, seconds."
+    )
+    count_direction: Literal["in", "out", "both"] = Field(
+        default="both", title="Count direction", description="Which crossings max_count counts."
+    )
+    band: float = Field(
+        default=0.01,
+        ge=0,
+        le=0.2,
+        title="Dead band",
+        description="Normalized distance from the line within which a side is not decided "
+        "(someone standing on the line does not count crossings).",
+    )
+    clear_after_s: float = clear_after_field(
+        10.0, "without a further crossing (or below max_count)"
+    )
+    update_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        title="Update interval",
+        description="Minimum seconds between 'updated' messages (each new crossing updates).",
+    )
+    classes: list[str] | None = classes_field("the model's person classes")
 
-    def __post_init__(self) -> None:
+    @field_validator("line")
+    @classmethod
+    def _line_ok(
+        cls, v: tuple[tuple[float, float], tuple[float, float]]
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
+        for i, (x, y) in enumerate(v):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point {i} ({x}, {y}) is outside 0..1")
+        if v[0] == v[1]:
+            raise ValueError("the two points of a line must differ")
+        return v
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> LineCrossingRuleConfig:
         if (self.forbidden_direction is None) == (self.max_count is None):
-            raise ValueError("set exactly one of forbidden_direction and max_count")
-        if self.max_count is not None and self.max_count < 1:
-            raise ValueError("max_count must be at least 1")
-        if self.window_s <= 0 or self.band < 0 or self.track_keep_s < 0:
-            raise ValueError("window_s must be > 0, band and track_keep_s >= 0")
+            raise ValueError("give exactly one of forbidden_direction and max_count")
+        return self
 
 
 WALKING_SPEED = 0.03
@@ -114,12 +167,17 @@ def _segments_intersect(p1: Point, p2: Point, a: Point, b: Point) -> bool:
 
 class LineCrossingRule:
     type = "line_crossing"
+    Config = LineCrossingRuleConfig
+    counts_people = False
+    zone: Zone | None = None
+    TRACK_KEEP_S = 3.0
+    """Seconds a lost track's side is kept (for a new id to take it over)."""
 
     def __init__(
         self,
         line_id: str,
         line: tuple[Point, Point],
-        params: LineParams,
+        params: LineCrossingRuleConfig,
         *,
         schedule: ScheduleLike | None = None,
         classes: Collection[int] | None = None,
@@ -135,7 +193,7 @@ class LineCrossingRule:
         self._schedule: ScheduleLike = schedule or Always()
         self._classes = None if classes is None else frozenset(classes)
         self._names = class_names or {}
-        self.tracks: TrackTable[_Side] = TrackTable(keep_s=params.track_keep_s)
+        self.tracks: TrackTable[_Side] = TrackTable(keep_s=self.TRACK_KEEP_S)
         self.counts: dict[str, dict[str, int]] = {}
         """Crossings since start, per class name and direction (in/out)."""
         self._window: deque[float] = deque()
@@ -145,24 +203,39 @@ class LineCrossingRule:
             self.type,
             line_id,
             EpisodeParams(0.0, params.clear_after_s, 0.0, params.update_interval_s),
+            severity=params.severity,
         )
+
+    @classmethod
+    def from_config(cls, cfg: LineCrossingRuleConfig, ctx: RuleContext) -> LineCrossingRule:
+        return cls(
+            cfg.id,
+            cfg.line,
+            cfg,
+            schedule=ctx.schedule,
+            classes=ctx.classes(cfg.classes, ctx.person_classes),
+            class_names=ctx.names,
+        )
+
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        return self._episode.force_clear(ts, reason)
 
     @property
     def phase(self) -> str:
         return self._episode.phase.value
 
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
-        objs = tracked(detections, self._classes)
+        objs = of_classes(tracks_of(detections), self._classes)
         return len(objs), tuple(o.box for o in objs)
 
-    def _crossings(self, detections: Detections, ts: float) -> list[tuple[Direction, str, Box]]:
+    def _crossings(self, tracks: Sequence[Track], ts: float) -> list[tuple[Direction, str, Box]]:
         band = self.params.band
         found: list[tuple[Direction, str, Box]] = []
 
         def new(o: object) -> _Side:
             return _Side()
 
-        for obj, st in self.tracks.observe(tracked(detections, self._classes), ts, new):
+        for obj, st in self.tracks.observe(of_classes(tracks, self._classes), ts, new):
             p = obj.anchor
             if st.pos is not None:
                 jump = (p[0] - st.pos[0], p[1] - st.pos[1])
@@ -191,10 +264,15 @@ class LineCrossingRule:
             st.side, st.point = s, p
         return found
 
-    def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
+    def update(
+        self, detections: Detections | None, ts: float, tracks: Sequence[Track] | None = None
+    ) -> list[IncidentEvent]:
         p = self.params
         scheduled = self._schedule.is_active(ts)
-        crossings = [] if detections is None else self._crossings(detections, ts)
+        if detections is None:
+            crossings = []
+        else:
+            crossings = self._crossings(tracks if tracks is not None else tracks_of(detections), ts)
         if detections is None:
             self.tracks.expire(ts)
         for direction, name, _ in crossings:

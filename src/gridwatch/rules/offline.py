@@ -15,7 +15,7 @@ decoded *frame* arrived. With no frames for ``offline_after_s``:
 ``updated`` if the kind changes (packets stop too), and ``cleared`` with reason ``recovered``
 once frames have been arriving again for ``clear_after_s``.
 
->>> rule = OfflineRule(OfflineParams(offline_after_s=10, clear_after_s=0))
+>>> rule = OfflineRule(OfflineRuleConfig(type="offline", offline_after_s=10, clear_after_s=0))
 >>> def s(ts, frame, packet):
 ...     return FrameSample(ts, None, frame, packet)
 >>> [(e.state.value, e.details["kind"]) for t in range(0, 30, 5)
@@ -26,37 +26,58 @@ once frames have been arriving again for ``clear_after_s``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from gridwatch.model import IncidentEvent
-from gridwatch.rules.base import Always, Episode, EpisodeParams, FrameSample, ScheduleLike
+from gridwatch.rules.base import (
+    Always,
+    Episode,
+    EpisodeParams,
+    FrameSample,
+    RuleContext,
+    ScheduleLike,
+)
+from gridwatch.rules.settings import RuleSettings, clear_after_field
 
 
-@dataclass(frozen=True)
-class OfflineParams:
-    offline_after_s: float = 30.0
-    clear_after_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not self.offline_after_s > 0:
-            raise ValueError("offline_after_s must be positive")
-        EpisodeParams(0.0, self.clear_after_s, 0.0, 0.0)
+class OfflineRuleConfig(RuleSettings):
+    type: Literal["offline"] = Field(title="Type", description="Rule type.")
+    offline_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        title="Offline after",
+        description="Seconds without a decoded frame before the camera is offline.",
+    )
+    clear_after_s: float = clear_after_field(2.0, "of frames arriving again")
 
 
 class OfflineRule:
     type = "offline"
+    Config = OfflineRuleConfig
 
-    def __init__(self, params: OfflineParams, *, schedule: ScheduleLike | None = None) -> None:
+    def __init__(self, params: OfflineRuleConfig, *, schedule: ScheduleLike | None = None) -> None:
         self.params = params
         self.rule_key = "offline"
         self._schedule: ScheduleLike = schedule or Always()
         self._episode = Episode(
-            self.rule_key, self.type, None, EpisodeParams(0.0, params.clear_after_s, 0.0, 0.0)
+            self.rule_key,
+            self.type,
+            None,
+            EpisodeParams(0.0, params.clear_after_s, 0.0, 0.0),
+            severity=params.severity,
         )
         self._first_ts: float | None = None
         self.kind: str | None = None
         """``silent`` or ``stuck`` while offline, else ``None``."""
+
+    @classmethod
+    def from_config(cls, cfg: OfflineRuleConfig, ctx: RuleContext) -> OfflineRule:
+        return cls(cfg, schedule=ctx.schedule)
+
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        return self._episode.force_clear(ts, reason)
 
     def health(self) -> Mapping[str, Any]:
         return {"online": self.kind is None, "offline": self.kind}

@@ -11,9 +11,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
 
-from gridwatch.config import WEEKDAYS, ScheduleWindow
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""``datetime.weekday()`` → the day names of a schedule window (as in the config)."""
+
+
+class WindowLike(Protocol):
+    """A schedule window of the config (:class:`gridwatch.config.ScheduleWindow`)."""
+
+    @property
+    def days(self) -> Collection[str]: ...
+
+    def minutes(self) -> tuple[int, int]: ...
+
 
 Window = tuple[frozenset[str], int, int]
 """(weekdays, start minute, end minute); end < start crosses midnight into the next day."""
@@ -27,7 +39,7 @@ class Schedule:
         self._tz = tz
 
     @classmethod
-    def from_config(cls, windows: Sequence[ScheduleWindow], tz: dt.tzinfo) -> Schedule:
+    def from_config(cls, windows: Sequence[WindowLike], tz: dt.tzinfo) -> Schedule:
         return cls(((frozenset(w.days), *w.minutes()) for w in windows), tz)
 
     def is_active(self, ts: float) -> bool:

@@ -49,9 +49,18 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from gridwatch.model import IncidentEvent
-from gridwatch.rules.base import Always, Episode, EpisodeParams, FrameSample, ScheduleLike
+from gridwatch.rules.base import (
+    Always,
+    Episode,
+    EpisodeParams,
+    FrameSample,
+    RuleContext,
+    ScheduleLike,
+)
+from gridwatch.rules.settings import RuleSettings, clear_after_field
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +69,84 @@ KINDS: tuple[TamperKind, ...] = ("covered", "frozen", "defocused", "moved")
 Gray = npt.NDArray[np.uint8]
 
 
-@dataclass(frozen=True)
-class TamperParams:
-    checks: tuple[TamperKind, ...] = KINDS
-    min_duration_s: float = 10.0
-    clear_after_s: float = 5.0
-    onset_gap_s: float = 1.0
-    learn_s: float = 5.0
-    adapt_s: float = 120.0
-    covered_contrast: float = 0.35
-    covered_flat: float = 0.7
-    frozen_level: int = 0
-    frozen_changed: float = 0.02
-    defocus_ratio: float = 0.6
-    moved_shift: float = 0.02
-    moved_correlation: float = 0.4
-    rebaseline_after_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        EpisodeParams(self.min_duration_s, self.clear_after_s, self.onset_gap_s, 0.0)
-        unknown = set(self.checks) - set(KINDS)
-        if unknown:
-            raise ValueError(f"unknown tamper checks {sorted(unknown)}")
+class TamperRuleConfig(RuleSettings):
+    type: Literal["tamper"] = Field(title="Type", description="Rule type.")
+    checks: list[TamperKind] = Field(
+        default_factory=lambda: list(KINDS),
+        min_length=1,
+        title="Checks",
+        description="Which tamper kinds to detect: covered, frozen, defocused, moved.",
+    )
+    min_duration_s: float = Field(
+        default=10.0,
+        ge=0,
+        title="Minimum duration",
+        description="Seconds a tamper condition must last before an alert.",
+    )
+    clear_after_s: float = clear_after_field(5.0, "with the view back to normal")
+    learn_s: float = Field(
+        default=5.0,
+        gt=0,
+        title="Learn",
+        description="Seconds of normal picture the reference is learned from at start.",
+    )
+    covered_contrast: float = Field(
+        default=0.35,
+        gt=0,
+        lt=1,
+        title="Covered contrast",
+        description="Covered when contrast falls below this share of the reference's.",
+    )
+    covered_flat: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        title="Covered flat share",
+        description="Covered when at least this share of the view is featureless (a cover "
+        "over most of the lens).",
+    )
+    defocus_ratio: float = Field(
+        default=0.6,
+        gt=0,
+        lt=1,
+        title="Defocus ratio",
+        description="Defocused when focus (sharpness per contrast) falls below this share of "
+        "the reference's.",
+    )
+    moved_shift: float = Field(
+        default=0.02,
+        gt=0,
+        lt=1,
+        title="Moved shift",
+        description="Moved when the view shifted by more than this share of its width.",
+    )
+    moved_correlation: float = Field(
+        default=0.4,
+        gt=-1,
+        lt=1,
+        title="Moved correlation",
+        description="Moved when the aligned view correlates less than this with the reference.",
+    )
+    frozen_level: int = Field(
+        default=0,
+        ge=0,
+        le=255,
+        title="Frozen level",
+        description="Gray-level change a pixel needs beyond this to count as changed.",
+    )
+    frozen_changed: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        title="Frozen changed share",
+        description="Frozen when fewer than this share of pixels changed between frames.",
+    )
+    rebaseline_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        title="Re-baseline after",
+        description="A view moved for this long becomes the new reference (clears the alert).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +253,19 @@ class TamperRule:
     """Tamper detection for one camera; see the module docstring."""
 
     type = "tamper"
+    Config = TamperRuleConfig
+    ONSET_GAP_S = 1.0
+    """A condition off for less than this does not restart its onset timer."""
+    ADAPT_S = 120.0
+    """Time constant of the reference's slow adaptation (light changing over the day)."""
 
-    def __init__(self, params: TamperParams, *, schedule: ScheduleLike | None = None) -> None:
+    def __init__(self, params: TamperRuleConfig, *, schedule: ScheduleLike | None = None) -> None:
         self.params = params
         self._schedule: ScheduleLike = schedule or Always()
-        ep = EpisodeParams(params.min_duration_s, params.clear_after_s, params.onset_gap_s, 0.0)
+        ep = EpisodeParams(params.min_duration_s, params.clear_after_s, self.ONSET_GAP_S, 0.0)
         self._episodes = {
-            kind: Episode(f"tamper/{kind}", self.type, None, ep) for kind in params.checks
+            kind: Episode(f"tamper/{kind}", self.type, None, ep, severity=params.severity)
+            for kind in params.checks
         }
         self.ref: _Reference | None = None
         self._learning: list[tuple[Gray, ViewStats]] = []
@@ -204,6 +275,16 @@ class TamperRule:
         self._moved_since: float | None = None
         self.last_measure: dict[str, float] = {}
         """The latest measurements (for health reports and for tuning)."""
+
+    @classmethod
+    def from_config(cls, cfg: TamperRuleConfig, ctx: RuleContext) -> TamperRule:
+        return cls(cfg, schedule=ctx.schedule)
+
+    def close(self, ts: float, reason: str) -> list[IncidentEvent]:
+        events: list[IncidentEvent] = []
+        for ep in self._episodes.values():
+            events += ep.force_clear(ts, reason)
+        return events
 
     @property
     def checks(self) -> Collection[TamperKind]:
@@ -234,7 +315,7 @@ class TamperRule:
 
     def _adapt(self, gray: Gray, stats: ViewStats, dt: float) -> None:
         assert self.ref is not None
-        a = min(1.0, max(0.0, dt) / self.params.adapt_s)
+        a = min(1.0, max(0.0, dt) / self.ADAPT_S)
         r = self.ref
         r.background += a * (gray.astype(np.float32) - r.background)
         r.contrast += a * (stats.contrast - r.contrast)

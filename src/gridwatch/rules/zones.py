@@ -1,5 +1,9 @@
 """Zone membership: is a person's ground point inside a polygon.
 
+The one definition of "in zone" is :func:`gridwatch.geometry.points_in_polygon` (points on an
+edge are inside); the analyser's motion gate asks the same test (see
+:meth:`gridwatch.ingest.motion.MotionDetector.anchors_in_zone`).
+
 A person stands where the bottom-centre of their box is; the top of a box can overlap a zone
 the person is nowhere near (a tall person behind a gate), so the anchor is the feet.
 
@@ -17,33 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from gridwatch.geometry import points_in_polygon
 
-def points_in_polygon(
-    points: npt.NDArray[np.float32], polygon: npt.NDArray[np.float64]
-) -> npt.NDArray[np.bool_]:
-    """Even-odd ray casting, vectorized over points; points on an edge count as inside."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if len(pts) == 0:
-        return np.zeros(0, dtype=bool)
-    x, y = pts[:, 0][:, None], pts[:, 1][:, None]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    # crossing test for a ray going +x
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    inside = np.logical_xor.reduce(straddles & (x < x_cross), axis=1)
-    # on-edge: collinear and within the segment's bounding box
-    cross = (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)
-    within = (
-        (np.minimum(x1, x2) - 1e-9 <= x)
-        & (x <= np.maximum(x1, x2) + 1e-9)
-        & (np.minimum(y1, y2) - 1e-9 <= y)
-        & (y <= np.maximum(y1, y2) + 1e-9)
-    )
-    on_edge = np.any((np.abs(cross) <= 1e-9) & within, axis=1)
-    result: npt.NDArray[np.bool_] = inside | on_edge
-    return result
+__all__ = ["Zone", "points_in_polygon"]
 
 
 @dataclass(frozen=True)

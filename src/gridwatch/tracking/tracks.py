@@ -1,7 +1,11 @@
-"""Per-track rule state that stays bounded on a 24/7 stream and survives short occlusions.
+"""Tracks, made once per frame, and per-track rule state that stays bounded on a 24/7 stream
+and survives short occlusions.
 
-Track-based rules (loitering, line crossing, vehicle stop, fall, intrusion) keep a little state
-per tracker id. Two problems come with that, both solved here once:
+:func:`tracks_of` turns a frame's tracked detections into :class:`~gridwatch.model.Track` s;
+:class:`~gridwatch.rules.engine.CameraRules` does it once per frame and passes the same tracks
+to every track rule. Track-based rules (loitering, line crossing, vehicle stop, fall, intrusion)
+keep a little state per tracker id, in a :class:`TrackTable` each. Two problems come with that,
+both solved here once:
 
 * **Memory.** A camera sees thousands of tracks a day; state for a track that has not been
   seen for ``keep_s`` is dropped (supervision's ``LineZone`` keeps it forever; we don't), and a
@@ -30,63 +34,30 @@ per tracker id. Two problems come with that, both solved here once:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
 
-from gridwatch.model import Detections
-from gridwatch.rules.base import Box
+from gridwatch.model import Detections, Track
 
 S = TypeVar("S")
 
 
-@dataclass(frozen=True, slots=True)
-class TrackedObject:
-    """One tracked detection in one frame, in pixels and normalized."""
-
-    track_id: int
-    class_id: int
-    confidence: float
-    box_px: tuple[float, float, float, float]
-    box: Box
-    """Normalized xyxy."""
-
-    @property
-    def anchor_px(self) -> tuple[float, float]:
-        """Bottom-centre in pixels: where the object stands."""
-        x1, _, x2, y2 = self.box_px
-        return ((x1 + x2) / 2.0, y2)
-
-    @property
-    def anchor(self) -> tuple[float, float]:
-        x1, _, x2, y2 = self.box
-        return ((x1 + x2) / 2.0, y2)
-
-    @property
-    def width_px(self) -> float:
-        return self.box_px[2] - self.box_px[0]
-
-    @property
-    def height_px(self) -> float:
-        return self.box_px[3] - self.box_px[1]
-
-
-def tracked(detections: Detections, classes: Collection[int] | None = None) -> list[TrackedObject]:
-    """The detections that carry a tracker id (>= 0), optionally of the given classes only."""
+def tracks_of(detections: Detections) -> tuple[Track, ...]:
+    """The detections that carry a tracker id (>= 0), as :class:`~gridwatch.model.Track` s, in
+    detection order. :class:`~gridwatch.rules.engine.CameraRules` calls it once per frame and
+    hands the result to every track rule."""
     if len(detections) == 0:
-        return []
-    keep = detections.tracker_id >= 0
-    if classes is not None:
-        keep &= np.isin(detections.class_id, np.fromiter(classes, dtype=np.int64))
+        return ()
     norm = detections.xyxyn()
     out = []
-    for i in np.flatnonzero(keep):
+    for i in np.flatnonzero(detections.tracker_id >= 0):
         b = detections.xyxy[i]
         n = norm[i]
         out.append(
-            TrackedObject(
+            Track(
                 track_id=int(detections.tracker_id[i]),
                 class_id=int(detections.class_id[i]),
                 confidence=float(detections.confidence[i]),
@@ -94,14 +65,26 @@ def tracked(detections: Detections, classes: Collection[int] | None = None) -> l
                 box=(float(n[0]), float(n[1]), float(n[2]), float(n[3])),
             )
         )
-    return out
+    return tuple(out)
+
+
+def of_classes(tracks: Sequence[Track], classes: Collection[int] | None) -> list[Track]:
+    """The tracks of the given classes (``None``: all), order kept."""
+    if classes is None:
+        return list(tracks)
+    return [t for t in tracks if t.class_id in classes]
+
+
+def tracked(detections: Detections, classes: Collection[int] | None = None) -> list[Track]:
+    """The tracks of ``detections``, optionally of the given classes only."""
+    return of_classes(tracks_of(detections), classes)
 
 
 @dataclass
 class _Entry(Generic[S]):
     state: S
     last_seen: float
-    last: TrackedObject
+    last: Track
 
 
 class TrackTable(Generic[S]):
@@ -123,7 +106,7 @@ class TrackTable(Generic[S]):
     def __contains__(self, track_id: int) -> bool:
         return track_id in self._entries
 
-    def items(self) -> Iterator[tuple[int, S, float, TrackedObject]]:
+    def items(self) -> Iterator[tuple[int, S, float, Track]]:
         """(track id, state, last seen, last observation) of every kept track."""
         for tid, e in self._entries.items():
             yield tid, e.state, e.last_seen, e.last
@@ -134,12 +117,12 @@ class TrackTable(Generic[S]):
 
     def observe(
         self,
-        objects: list[TrackedObject],
+        objects: list[Track],
         ts: float,
-        new_state: Callable[[TrackedObject], S],
+        new_state: Callable[[Track], S],
         *,
-        linkable: Callable[[S, TrackedObject], bool] | None = None,
-    ) -> list[tuple[TrackedObject, S]]:
+        linkable: Callable[[S, Track], bool] | None = None,
+    ) -> list[tuple[Track, S]]:
         """Record this frame's objects; return each with its (possibly inherited) state.
 
         ``linkable(state, obj)`` may refuse a link (the fall rule refuses to let a lying object
@@ -148,7 +131,7 @@ class TrackTable(Generic[S]):
         self.expire(ts)
         self.linked = frozenset()
         seen = {o.track_id for o in objects}
-        out: list[tuple[TrackedObject, S] | None] = [None] * len(objects)
+        out: list[tuple[Track, S] | None] = [None] * len(objects)
         fresh = []
         for i, o in enumerate(objects):
             e = self._entries.get(o.track_id)
