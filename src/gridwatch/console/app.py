@@ -312,7 +312,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 def safe_next(nxt: object, default: str) -> str:
-    """Where to go after login: ``nxt`` when it is a path of this console, else ``default``.
+    r"""Where to go after login: ``nxt`` when it is a path of this console, else ``default``.
 
     Refused: anything but a string starting with one ``/``; whitespace or control characters
     anywhere (browsers strip tabs and newlines, so ``/\t/evil.example`` becomes

@@ -42,6 +42,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gridwatch.geometry import anchors, points_in_polygon
+
 Polygon = Sequence[tuple[float, float]]
 Luma = npt.NDArray[np.uint8]
 _KERNEL = np.ones((3, 3), np.uint8)
@@ -166,19 +168,26 @@ class MotionDetector:
         self._prev = None
 
     def anchors_in_zone(self, xyxy: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
-        """Which boxes (frame pixels) stand in a zone: their bottom-centre is inside one.
+        """Which boxes (frame pixels) stand in a zone: their bottom-centre is inside one and in
+        no privacy mask.
 
+        The same point-in-polygon test as the rules' :meth:`gridwatch.rules.zones.Zone.contains`
+        (:func:`gridwatch.geometry.points_in_polygon`, edges inside), on the normalized anchor:
+        not a look-up in the downsized raster, which disagreed with the rules at zone edges.
         Before the first frame (size unknown) every box counts.
         """
         n = len(xyxy)
-        if self._zone_mask is None or self._size is None or n == 0:
+        if self._size is None or n == 0:
             return np.ones(n, np.bool_)
-        h = self._size[0]
-        s = self._stride
-        zh, zw = self._zone_mask.shape
-        x = np.clip(((xyxy[:, 0] + xyxy[:, 2]) / 2 / s).astype(np.int64), 0, zw - 1)
-        y = np.clip((np.minimum(xyxy[:, 3], h - 1) / s).astype(np.int64), 0, zh - 1)
-        inside: npt.NDArray[np.bool_] = self._zone_mask[y, x] > 0
+        h, w = self._size
+        pts = np.asarray(anchors(xyxy) / np.array([w, h], np.float32), np.float32)
+        inside = np.ones(n, np.bool_)
+        if self._zones:
+            inside = np.zeros(n, np.bool_)
+            for z in self._zones:
+                inside |= points_in_polygon(pts, np.asarray(z, np.float64).reshape(-1, 2))
+        for z in self._exclude:
+            inside &= ~points_in_polygon(pts, np.asarray(z, np.float64).reshape(-1, 2))
         return inside
 
     def update(self, luma: Luma) -> MotionResult:
