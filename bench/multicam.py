@@ -2,7 +2,7 @@
 
     ./run bench [multicam] [--quick] [--json FILE] [--seconds D] [--busy-share 0.25]
                 [--sizes 640x360,1280x720] [--fps 2] [--max-cameras 64] [--model default]
-                [--int8-model PATH|none] [--max-cameras-int8 128]
+                [--int8-model PATH|none] [--max-cameras-int8 128] [--int8-sizes 640x360]
 
 Starts an embedded nats-server and the GStreamer RTSP server serving real video (the vtest
 pedestrians, "busy", and the same street with nobody in it plus sensor grain, "idle"; at the
@@ -17,11 +17,14 @@ sizes asked, 10 fps, 2 s GOP), then in one run:
    analysis rate or the p99 frame age passes 1 s, then bisected: the capacity. Then the same
    search again with the COCO YOLOv8n INT8 OpenVINO export
    (``../shared/models/yolov8n_int8_openvino_model``, conf 0.4, imgsz 640, 2 streams × 1
-   thread; skipped, and said so in the JSON, where it is missing);
+   thread; skipped, and said so in the JSON, where it is missing), on ``--int8-sizes``
+   streams (``--quick``: every camera on its 640×360 sub-stream, DESIGN principle 3);
 3. **naive ultralytics** (a subprocess): what a user writes with ultralytics alone, one
    thread and one model per camera running ``model.predict(source=url, stream=True,
    vid_stride=5)`` (ultralytics reads the stream in a background thread and keeps the latest
    frame; stride 5 of 10 fps = the 2 fps target), same K search and the same pass rule;
+   searched again on the INT8 runs' streams where those differ, so that every ratio divides
+   by the naive loop on the same streams (``ratio_basis`` in the JSON);
 4. **naive OpenCV** (a subprocess, reference): ``cap.read()`` then ``predict`` on one busy
    camera, reporting how far behind the live stream its frames fall over the run;
 5. **decode CPU**: CPU per decoded frame of our reader (PyAV, one thread per camera; its
@@ -365,8 +368,12 @@ class OursRunner:
         detector: Any,
         detector_config: dict[str, Any] | None = None,
         idle_keyframes: bool = False,
+        sizes: list[tuple[int, int]] | None = None,
     ) -> None:
         self.args = args
+        self.sizes = sizes or args.sizes
+        """The streams' sizes the cameras cycle through (``--sizes``; the INT8 searches use
+        ``--int8-sizes``: the cameras' 640×360 sub-streams in ``--quick``)."""
         self.idle_keyframes = idle_keyframes
         """Idle cameras decode keyframes only at the target fps: the config's
         ``analysis.adaptive_decode`` gets ``max_fps`` = ``--fps`` and ``idle_s`` =
@@ -441,7 +448,7 @@ cameras:{"" if specs else " []"}
 
     async def _trial(self, k: int) -> Trial:
         w = self.worker
-        specs = camera_mix(k, self.args.busy_share, self.args.sizes)
+        specs = camera_mix(k, self.args.busy_share, self.sizes)
         await w.apply_cameras(self.config(specs).cameras)
         await asyncio.sleep(self.warmup)
         me = psutil.Process()
@@ -512,6 +519,7 @@ cameras:{"" if specs else " []"}
                     "idle": sum(w.analysers[c].stats.keyframe_switches for c in idle),
                 },
                 "idle_keyframes": self.idle_keyframes,
+                "sizes": sorted({f"{c.size[0]}x{c.size[1]}" for c in specs}),
                 "multi_camera_batches": svc.stats.multi_camera_batches - m0,
                 "counting_cameras": counting,
             },
@@ -638,8 +646,14 @@ def run_script(script: str, payload: Any, timeout: float) -> dict[str, Any]:
     return out
 
 
-def naive_trial(args: argparse.Namespace, rtsp: Any, weights: str, k: int) -> Trial:
-    specs = camera_mix(k, args.busy_share, args.sizes)
+def naive_trial(
+    args: argparse.Namespace,
+    rtsp: Any,
+    weights: str,
+    k: int,
+    sizes: list[tuple[int, int]] | None = None,
+) -> Trial:
+    specs = camera_mix(k, args.busy_share, sizes or args.sizes)
     urls = [rtsp.url(c.mount) for c in specs]
     stride = max(1, round(10 / args.fps))
     warmup = args.warmup + 2.0 + 1.5 * k  # one model and one stream open per camera
@@ -660,7 +674,11 @@ def naive_trial(args: argparse.Namespace, rtsp: Any, weights: str, k: int) -> Tr
         detector_calls_per_s=sum(out["counts"]) / args.seconds,
         images_per_s=sum(out["counts"]) / args.seconds,
         drops=0,
-        extra={"vid_stride": stride, "errors": out["errors"][:3]},
+        extra={
+            "vid_stride": stride,
+            "sizes": sorted({f"{c.size[0]}x{c.size[1]}" for c in specs}),
+            "errors": out["errors"][:3],
+        },
     )
 
 
@@ -851,6 +869,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "analysis_fps_target": args.fps,
             "busy_share": args.busy_share,
             "sizes": [f"{w}x{h}" for w, h in args.sizes],
+            "int8_sizes": [f"{w}x{h}" for w, h in args.int8_sizes],
             "backend": args.backend,
             "model": args.model,
             "confidence": args.confidence,
@@ -904,7 +923,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except FileNotFoundError as e:
         result["counting_cost"] = [{"skipped": str(e)}]
     del whole, single
-    files = scene_files(args.sizes)
+    # the INT8 searches may run on other streams (--int8-sizes: the cameras' sub-streams)
+    int8_own_streams = bool(int8.get("path")) and args.int8_sizes != args.sizes
+    files = scene_files(list(dict.fromkeys([*args.sizes, *args.int8_sizes])))
+    naive8_trials: list[Trial] = []
     with (
         tempfile.TemporaryDirectory() as store,
         NatsServer(store_dir=Path(store)) as nats_server,
@@ -934,7 +956,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             d8 = build_detector(int8["path"], INT8_SETTINGS["confidence"], backend="openvino", **kw)
             result["int8_detector"] = detector_info(d8)
             if args.int8_keyframes in ("both", "plain"):
-                ours8 = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg)
+                ours8 = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg, sizes=args.int8_sizes)
                 ours8.start()
                 try:
                     int8_trials = search_capacity(
@@ -949,7 +971,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["ours_int8_trials"] = [t.row() for t in int8_trials]
             # 2c. the same with idle cameras decoding keyframes only at the target fps
             if args.int8_keyframes in ("both", "keyframes"):
-                ours8k = OursRunner(args, rtsp, nats_server.url, d8, int8_cfg, idle_keyframes=True)
+                ours8k = OursRunner(
+                    args,
+                    rtsp,
+                    nats_server.url,
+                    d8,
+                    int8_cfg,
+                    idle_keyframes=True,
+                    sizes=args.int8_sizes,
+                )
                 ours8k.start()
                 try:
                     int8k_trials = search_capacity(
@@ -972,6 +1002,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             start=args.naive_start,
         )
         result["naive_trials"] = [t.row() for t in naive_trials]
+        # 3b. the naive loop again on the INT8 searches' streams, so that their ratio compares
+        # the same streams (only where those differ from --sizes)
+        if int8_own_streams:
+            naive8_trials = search_capacity(
+                lambda k: naive_trial(args, rtsp, weights, k, sizes=args.int8_sizes),
+                args.max_cameras,
+                args.naive_budget_s,
+                start=args.naive_start,
+            )
+            result["naive_trials_int8_streams"] = [t.row() for t in naive8_trials]
         # 4. naive OpenCV loop
         result["opencv_naive"] = opencv_naive(args, rtsp, weights)
         # 5. decode
@@ -980,6 +1020,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["decode"] = [decode_check(args, rtsp, size) for size in args.sizes]
     ours_cap = capacity(ours_trials)
     naive_cap = capacity(naive_trials)
+    # the naive figure the INT8 ratios divide by: the naive loop on the INT8 runs' streams
+    naive8_cap = capacity(naive8_trials) if int8_own_streams else naive_cap
+    int8_streams = "+".join(f"{w}x{h}" for w, h in args.int8_sizes)
+    mixed_streams = "+".join(f"{w}x{h}" for w, h in args.sizes)
     at_cap = next((t for t in ours_trials if t.cameras == ours_cap and t.passed), None)
     int8_cap = capacity(int8_trials) if int8.get("path") else None
     at_cap8 = next((t for t in int8_trials if t.cameras == int8_cap and t.passed), None)
@@ -994,14 +1038,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "naive_max_cameras": naive_cap,
             "ratio": round(ours_cap / naive_cap, 2) if naive_cap else None,
             "ours_int8_max_cameras": int8_cap,
-            "ratio_int8": round(int8_cap / naive_cap, 2) if naive_cap and int8_cap else None,
+            "int8_sizes": [f"{w}x{h}" for w, h in args.int8_sizes],
+            "naive_max_cameras_int8_streams": naive8_cap,
+            "ratio_int8": round(int8_cap / naive8_cap, 2) if naive8_cap and int8_cap else None,
             "p99_frame_age_ms_int8": round(at_cap8.p99_ms, 1)
             if at_cap8 and at_cap8.ages_ms
             else None,
             "ours_int8_keyframes_max_cameras": int8k_cap,
-            "ratio_int8_keyframes": round(int8k_cap / naive_cap, 2)
-            if naive_cap and int8k_cap
+            "ratio_int8_keyframes": round(int8k_cap / naive8_cap, 2)
+            if naive8_cap and int8k_cap
             else None,
+            "ratio_basis": {
+                "ratio": f"ours_max_cameras / naive_max_cameras (both on {mixed_streams})",
+                "ratio_int8": f"ours_int8_max_cameras / naive_max_cameras_int8_streams "
+                f"(both on {int8_streams})",
+                "ratio_int8_keyframes": "ours_int8_keyframes_max_cameras / "
+                f"naive_max_cameras_int8_streams (both on {int8_streams})",
+            },
             "p99_frame_age_ms_int8_keyframes": round(at_cap8k.p99_ms, 1)
             if at_cap8k and at_cap8k.ages_ms
             else None,
@@ -1076,7 +1129,14 @@ def print_table(r: dict[str, Any]) -> None:
         "frame_age_p99_ms", "detector_calls_per_s", "cpu_pct_of_one_core", "drops",
         "counting_cameras", "keyframes_only_cameras", "keyframe_share_min",
     ]  # fmt: skip
-    for name in ("ours_trials", "ours_int8_trials", "ours_int8_keyframes_trials", "naive_trials"):
+    names = (
+        "ours_trials",
+        "ours_int8_trials",
+        "ours_int8_keyframes_trials",
+        "naive_trials",
+        "naive_trials_int8_streams",
+    )
+    for name in names:
         if name not in r:
             continue
         print(name.replace("_", " "))
@@ -1098,6 +1158,8 @@ def print_table(r: dict[str, Any]) -> None:
         "ratio",
         "p99_frame_age_ms",
         "ours_int8_max_cameras",
+        "int8_sizes",
+        "naive_max_cameras_int8_streams",
         "ratio_int8",
         "p99_frame_age_ms_int8",
         "ours_int8_keyframes_max_cameras",
@@ -1113,13 +1175,20 @@ def print_table(r: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench multicam", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short trials: finishes in ~8 minutes")
+    ap.add_argument("--quick", action="store_true", help="short trials: finishes in ~10 minutes")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     ap.add_argument("--seconds", type=float, help="measured seconds per trial")
     ap.add_argument("--warmup", type=float, help="seconds before measuring a trial")
     ap.add_argument("--fps", type=float, default=2.0, help="target analysis fps per camera")
     ap.add_argument("--busy-share", type=float, default=0.25, help="share of busy cameras")
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("640x360,1280x720"))
+    ap.add_argument(
+        "--int8-sizes",
+        type=parse_sizes,
+        help="the INT8 searches' streams (quick: 640x360, every camera on its sub-stream; "
+        "else --sizes); where they differ from --sizes the naive loop is searched again on "
+        "them and the INT8 ratios divide by that",
+    )
     ap.add_argument("--max-cameras", type=int, default=64, help="most cameras tried (default)")
     ap.add_argument(
         "--max-cameras-int8", type=int, default=128, help="most cameras tried with the INT8 model"
@@ -1169,6 +1238,7 @@ def main(argv: list[str]) -> int:
     q = args.quick
     if args.confidence is None:
         args.confidence = 0.25 if args.model == "default" else 0.4
+    args.int8_sizes = args.int8_sizes or (parse_sizes("640x360") if q else args.sizes)
     args.seconds = args.seconds or (8.0 if q else 30.0)
     args.warmup = args.warmup or (6.0 if q else 10.0)
     args.region_frames = 60 if q else 159
@@ -1184,7 +1254,9 @@ def main(argv: list[str]) -> int:
     args.naive_budget_s = 95 if q else 900
     args.decode_seconds = 3.0 if q else 10.0
     args.decode_reps = 3 if q else 5
-    args.deadline_s = 420 if q else 7200  # the decode check starts only if it ends by then
+    args.deadline_s = (
+        (520 if args.int8_sizes != args.sizes else 420) if q else 7200
+    )  # the decode check starts only if it ends by then
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("gridwatch", "ultralytics"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
