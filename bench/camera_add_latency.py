@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from gridwatch.config import parse_config
-from gridwatch.embedded.media import demo_video
-from gridwatch.embedded.nats_server import NatsServer
-from gridwatch.embedded.rtsp_server import RtspServer
 from gridwatch.worker import Worker
+from gridwatch_devtools.media import demo_video
+from gridwatch_devtools.nats_server import NatsServer
+from gridwatch_devtools.rtsp_server import RtspServer
 
 EXE = str(Path(sys.executable).with_name("gridwatch"))
 MODES = ("add", "add --no-probe", "import+rule")

@@ -48,7 +48,7 @@ def clip_frames(name: str, limit: int) -> tuple[list[Any], float, str]:
     elif name == "vtest":
         path, stride, fps = VTEST, 5, 2.0
         if not path.exists():
-            from gridwatch.embedded.media import demo_video
+            from gridwatch_devtools.media import demo_video
 
             path = demo_video()
     else:

@@ -28,7 +28,7 @@ def export(folder: Path) -> None:
     from ultralytics import YOLO
 
     from gridwatch.detectors.weights import default_weights_path
-    from gridwatch.embedded.media import vtest_path
+    from gridwatch.media_cache import vtest_path
 
     folder.mkdir(parents=True, exist_ok=True)
     work = folder / "export"

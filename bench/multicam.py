@@ -101,7 +101,7 @@ def camera_mix(n: int, busy_share: float, sizes: list[tuple[int, int]]) -> list[
 
 
 def scene_files(sizes: list[tuple[int, int]]) -> dict[str, Path]:
-    from gridwatch.embedded.scenes import busy_video, idle_video
+    from gridwatch_devtools.scenes import busy_video, idle_video
 
     files: dict[str, Path] = {}
     for w, h in sizes:
@@ -155,13 +155,13 @@ async def region_eval(
     import av
     import numpy as np
 
-    from gridwatch.analysis import CameraAnalyser, settings_from_config
     from gridwatch.config import GridwatchConfig
+    from gridwatch.detectors.analyser import CameraAnalyser, settings_from_config
     from gridwatch.detectors.batching import BatchingService
     from gridwatch.detectors.regions import whole_frame_input_area
-    from gridwatch.embedded.media import demo_video
     from gridwatch.ingest.motion import luma_plane
     from gridwatch.model import Frame
+    from gridwatch_devtools.media import demo_video
 
     config = GridwatchConfig()
     analysis = config.analysis.model_copy(
@@ -856,8 +856,8 @@ def int8_model(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from gridwatch.detectors import build_detector
     from gridwatch.detectors.weights import default_weights_path
-    from gridwatch.embedded.nats_server import NatsServer
-    from gridwatch.embedded.rtsp_server import RtspServer
+    from gridwatch_devtools.nats_server import NatsServer
+    from gridwatch_devtools.rtsp_server import RtspServer
 
     started = time.monotonic()
     result: dict[str, Any] = {
@@ -1078,8 +1078,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Ours with ``args.cameras`` cameras for ``args.soak`` minutes: per minute the analysis
     rate, frame age and the process's memory (does anything grow?)."""
     from gridwatch.detectors import build_detector
-    from gridwatch.embedded.nats_server import NatsServer
-    from gridwatch.embedded.rtsp_server import RtspServer
+    from gridwatch_devtools.nats_server import NatsServer
+    from gridwatch_devtools.rtsp_server import RtspServer
 
     kw: dict[str, Any] = {"precision": args.precision} if args.backend == "openvino" else {}
     detector = build_detector("default", 0.25, backend=args.backend, **kw)

@@ -35,12 +35,12 @@ async def run(n_alerts: int, interval_s: float, n_subs: int) -> dict[str, list[f
     from gridwatch.auth.passwords import hash_password
     from gridwatch.cases.service import CaseService
     from gridwatch.config import parse_config
-    from gridwatch.embedded.nats_server import NatsServer
     from gridwatch.model import Alert, IncidentEvent, IncidentState
     from gridwatch.notify.local_endpoint import LocalPushService
     from gridwatch.notify.notifier import Notifier
     from gridwatch.notify.subscriptions import ensure_push_bucket, register_subscription
     from gridwatch.notify.webpush import VapidKey
+    from gridwatch_devtools.nats_server import NatsServer
 
     h = hash_password("x", rounds=4)
     cfg = parse_config(

@@ -46,13 +46,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.slice import machine
-from gridwatch.embedded.nats_cluster import NatsCluster
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.leases.assign import spread
 from gridwatch.leases.kv import ensure_lease_buckets
 from gridwatch.leases.manager import LeaseManager, LeaseStats
 from gridwatch.leases.settings import LeaseConfig
 from gridwatch.leases.view import ClusterView
+from gridwatch_devtools.nats_cluster import NatsCluster
+from gridwatch_devtools.nats_server import NatsServer
 
 # -- a host process of simulated workers -------------------------------------------------------
 

@@ -26,10 +26,10 @@ import psutil
 
 from gridwatch.alerts.tail import iter_alerts
 from gridwatch.config import load_config
-from gridwatch.embedded.media import demo_video
-from gridwatch.embedded.nats_server import NatsServer
-from gridwatch.embedded.rtsp_server import RtspServer
 from gridwatch.worker import Worker
+from gridwatch_devtools.media import demo_video
+from gridwatch_devtools.nats_server import NatsServer
+from gridwatch_devtools.rtsp_server import RtspServer
 
 REPO = Path(__file__).resolve().parents[1]
 

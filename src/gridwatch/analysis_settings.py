@@ -180,7 +180,7 @@ class CountingConfig(_Strict):
 
 
 class AnalysisConfig(_Strict):
-    """How much detector work each frame gets (``gridwatch.analysis``)."""
+    """How much detector work each frame gets (``gridwatch.detectors.analyser``)."""
 
     motion: MotionConfig = Field(
         default_factory=MotionConfig, title="Motion gate", description="Skip static frames."
@@ -239,7 +239,7 @@ class AnalysisConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    """Prometheus metrics of the worker (``gridwatch.metrics``)."""
+    """Prometheus metrics of the worker (``gridwatch.worker.metrics``)."""
 
     enabled: bool = Field(
         default=False,

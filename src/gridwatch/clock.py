@@ -1,6 +1,6 @@
 """The clocks a camera loop runs on: the system's, or a virtual one for replay.
 
-The camera loop (:mod:`gridwatch.pipeline`) never reads ``time`` or ``asyncio`` directly: it
+The camera loop (:mod:`gridwatch.worker.pipeline`) never reads ``time`` or ``asyncio`` directly: it
 asks its clock for the wall time (what rules and schedules see), a monotonic time (pacing,
 staleness, the analyser's refresh and memory) and to sleep. Live, that is the system clock.
 Replay and evaluation inject a :class:`VirtualClock` whose ``sleep`` moves time forward at

@@ -48,9 +48,9 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from gridwatch.console.live import LiveHub
-from gridwatch.embedded.media import demo_video
-from gridwatch.embedded.rtsp_server import RtspServer
 from gridwatch.ingest.reader import CameraReader
+from gridwatch_devtools.media import demo_video
+from gridwatch_devtools.rtsp_server import RtspServer
 from tests.plugins.browser_fixtures import CHROMIUM_ARGS, WEBRTC_LOOPBACK_ARGS, chromium_path
 from tests.plugins.console_stack import Stack, console_stack
 from tests.plugins.dispatch import GRID_A, GRID_B, make_alert, password

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from gridwatch.embedded.media import VTEST_SIZE
+from gridwatch_devtools.media import VTEST_SIZE
 from tests.plugins.netns import ScenarioRunner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

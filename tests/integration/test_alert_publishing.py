@@ -31,8 +31,8 @@ from gridwatch.alerts.snapshots import (
 from gridwatch.alerts.streams import AlertInfra, ensure_alert_infra, snapshot_stream_name
 from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter
 from gridwatch.alerts.tail import fetch_snapshot, format_alert_line, iter_alerts, tail_alerts
-from gridwatch.embedded.nats_server import NatsServer, NatsServerError
 from gridwatch.model import Alert, IncidentEvent, IncidentState
+from gridwatch_devtools.nats_server import NatsServer, NatsServerError
 from tests.plugins.nats_fixtures import NatsConnect
 
 pytestmark = pytest.mark.timeout(60)

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.registry.store import CameraRegistry
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.nats_fixtures import close_quietly, connect_flushed
 from tests.plugins.rtsp_fixtures import DemoClipFactory
 

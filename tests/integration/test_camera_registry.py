@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from gridwatch.config import CameraConfig, ConfigError, check_camera, parse_config
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.registry.store import (
     CameraExistsError,
     CameraNotFoundError,
@@ -22,6 +21,7 @@ from gridwatch.registry.store import (
     ConcurrentUpdateError,
 )
 from gridwatch.registry.watcher import RegistryWatcher
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.nats_fixtures import close_quietly, connect_flushed
 
 pytestmark = pytest.mark.timeout(60)

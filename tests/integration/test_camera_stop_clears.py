@@ -18,9 +18,9 @@ import pytest
 
 from gridwatch.alerts.tail import iter_alerts
 from gridwatch.config import parse_config
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.model import Alert, IncidentState
 from gridwatch.worker import Worker
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.nats_fixtures import close_quietly, connect_flushed
 from tests.plugins.rtsp_fixtures import DemoClipFactory
 

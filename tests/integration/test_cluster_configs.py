@@ -36,9 +36,9 @@ from gridwatch.auth.models import UserConfig
 from gridwatch.auth.natsconf import permissions_for
 from gridwatch.cli.main import app
 from gridwatch.config import load_config
-from gridwatch.embedded.nats_cluster import _free_port
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.leases.kv import ensure_lease_buckets
+from gridwatch_devtools.nats_cluster import _free_port
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.dispatch import make_alert
 
 pytestmark = pytest.mark.timeout(90)

@@ -36,10 +36,10 @@ import pytest
 from nats.js.kv import KeyValue
 
 from gridwatch.alerts.streams import ensure_alert_infra
-from gridwatch.embedded.nats_cluster import NatsCluster
 from gridwatch.leases.journal import overlaps, read_intervals
 from gridwatch.leases.kv import ensure_lease_buckets
 from gridwatch.leases.records import WORKERS_BUCKET, WorkerRecord
+from gridwatch_devtools.nats_cluster import NatsCluster
 from tests.plugins.nats_fixtures import close_quietly, connect_flushed
 
 pytestmark = pytest.mark.timeout(240)

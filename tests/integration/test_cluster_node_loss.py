@@ -30,11 +30,11 @@ from nats.js import JetStreamContext
 from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import ALERTS_STREAM
-from gridwatch.embedded.nats_cluster import NatsCluster
 from gridwatch.leases.journal import overlaps, read_intervals
 from gridwatch.leases.manager import LeaseManager
 from gridwatch.leases.settings import LeaseConfig
 from gridwatch.worker import connect_nats
+from gridwatch_devtools.nats_cluster import NatsCluster
 from tests.plugins.dispatch import make_alert, wait_until
 from tests.plugins.nats_fixtures import close_quietly
 

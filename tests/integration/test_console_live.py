@@ -34,7 +34,7 @@ from av import VideoFrame
 from gridwatch.auth.models import UserConfig
 from gridwatch.console.live import LiveHub, register_live_routes
 from gridwatch.console.live_ice import restrict_host_candidates
-from gridwatch.embedded.media import VTEST_SIZE
+from gridwatch_devtools.media import VTEST_SIZE
 from tests.plugins.rtsp_fixtures import RtspServerFactory
 
 pytestmark = [

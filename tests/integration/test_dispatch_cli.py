@@ -17,7 +17,7 @@ from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.auth.passwords import verify_password
 from gridwatch.cases.service import CaseService
 from gridwatch.config import parse_config
-from gridwatch.embedded.nats_server import NatsServer
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.dispatch import (
     GRID_A,
     UserConnections,

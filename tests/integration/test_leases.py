@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from gridwatch.config import CameraConfig
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.leases.journal import read_intervals
 from gridwatch.leases.kv import cas_delete
 from gridwatch.leases.manager import LeaseManager
 from gridwatch.leases.records import WORKERS_BUCKET
 from gridwatch.leases.settings import LeaseConfig
 from gridwatch.registry.store import CameraRegistry
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.dispatch import wait_until
 from tests.plugins.nats_fixtures import NatsConnect
 

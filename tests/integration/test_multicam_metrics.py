@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 
 from gridwatch.config import parse_config
-from gridwatch.embedded.scenes import idle_video
 from gridwatch.worker import Worker
+from gridwatch_devtools.scenes import idle_video
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -14,12 +14,16 @@ import numpy as np
 import pytest
 
 from gridwatch.alerts.publisher import AlertPublisher
+from gridwatch.alerts.snapshot_service import (
+    SnapshotRequestError,
+    SnapshotService,
+    request_snapshot,
+)
 from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.cases.store import ensure_case_infra
 from gridwatch.notify.local_endpoint import LocalPushService, WebhookReceiver
 from gridwatch.notify.notifier import Notifier
-from gridwatch.notify.snapshots import SnapshotRequestError, SnapshotService, request_snapshot
 from gridwatch.notify.subscriptions import register_subscription
 from gridwatch.notify.webpush import VapidKey
 from tests.plugins.dispatch import (

@@ -15,9 +15,9 @@ import numpy.typing as npt
 from gridwatch.config import parse_config
 from gridwatch.ingest.reader import CameraReader
 from gridwatch.model import Detections, Frame, IncidentEvent
-from gridwatch.pipeline import CameraPipeline
 from gridwatch.rules.engine import CameraRules
 from gridwatch.tracking import CameraTracker
+from gridwatch.worker.pipeline import CameraPipeline
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 

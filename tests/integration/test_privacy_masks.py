@@ -23,10 +23,10 @@ from gridwatch.alerts.tail import fetch_snapshot, iter_alerts
 from gridwatch.config import parse_config
 from gridwatch.detectors import build_detector
 from gridwatch.detectors.base import Detector
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.ingest.masks import PrivacyMasker
 from gridwatch.rules.zones import Zone
 from gridwatch.worker import Worker
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.nats_fixtures import close_quietly, connect_flushed
 from tests.plugins.rtsp_fixtures import DemoClipFactory
 

@@ -26,9 +26,9 @@ import av
 import av.error
 import pytest
 
-from gridwatch.embedded import media
-from gridwatch.embedded.media import VTEST_FPS, VTEST_SIZE, MediaError, demo_video, vtest_path
-from gridwatch.embedded.rtsp_server import RtspServer, RtspServerError
+from gridwatch import media_cache
+from gridwatch_devtools.media import VTEST_FPS, VTEST_SIZE, MediaError, demo_video, vtest_path
+from gridwatch_devtools.rtsp_server import RtspServer, RtspServerError
 from tests.plugins.rtsp_fixtures import DemoClipFactory, RtspServerFactory
 
 OPEN_READ_TIMEOUT = (10.0, 10.0)  # PyAV: (open, each read) in seconds
@@ -275,7 +275,7 @@ def test_child_exits_when_its_parent_is_killed(demo_mp4: Path) -> None:
     """A test run killed with SIGKILL must not leave servers behind (stdin watch)."""
     code = (
         "import sys, time; from pathlib import Path\n"
-        "from gridwatch.embedded.rtsp_server import RtspServer\n"
+        "from gridwatch_devtools.rtsp_server import RtspServer\n"
         "s = RtspServer({'cam': Path(sys.argv[1])}).start()\n"
         "print(s.pid, flush=True); time.sleep(60)\n"
     )
@@ -363,7 +363,7 @@ def test_demo_video_unpacks_gzipped_vtest_and_caches_each_cut(
     doc.mkdir()
     with real.open("rb") as src, gzip.open(doc / "vtest.avi.gz", "wb", compresslevel=1) as dst:
         shutil.copyfileobj(src, dst)
-    monkeypatch.setattr(media, "VTEST_DIR", doc)
+    monkeypatch.setattr(media_cache, "VTEST_DIR", doc)
     cache = tmp_path / "cache"
 
     clip = demo_video(cache, start_s=10, duration_s=1.5)
@@ -388,7 +388,7 @@ def test_demo_video_unpacks_gzipped_vtest_and_caches_each_cut(
 def test_missing_opencv_doc_and_ffmpeg_are_clear_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(media, "VTEST_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(media_cache, "VTEST_DIR", tmp_path / "nowhere")
     with pytest.raises(MediaError, match="apt-get install opencv-doc"):
         vtest_path(tmp_path)
     monkeypatch.undo()

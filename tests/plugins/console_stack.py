@@ -19,6 +19,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from gridwatch.alerts.publisher import AlertPublisher
+from gridwatch.alerts.snapshot_service import SnapshotService
 from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.cases.service import CaseService
@@ -29,8 +30,7 @@ from gridwatch.console.cameras import CameraDirectory
 from gridwatch.console.consumers import replay
 from gridwatch.console.context import CONSOLE, Console
 from gridwatch.console.server import make_live_hub
-from gridwatch.embedded.nats_server import NatsServer
-from gridwatch.notify.snapshots import SnapshotService
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.dispatch import (
     GRID_A,
     GRID_B,

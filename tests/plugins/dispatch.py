@@ -20,7 +20,7 @@ from gridwatch.auth.client import connect_as
 from gridwatch.auth.natsconf import write_nats_config
 from gridwatch.auth.passwords import hash_password
 from gridwatch.config import GridwatchConfig, parse_config
-from gridwatch.embedded.nats_server import NatsServer
+from gridwatch_devtools.nats_server import NatsServer
 
 log = logging.getLogger(__name__)
 

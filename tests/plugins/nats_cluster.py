@@ -2,7 +2,7 @@
 
 Loaded through ``pytest_plugins`` in the root conftest. Each node is a child process with its
 own store under the test's tmp_path; route ports are picked free, client and monitor ports by
-the servers (see :mod:`gridwatch.embedded.nats_cluster`). Every node is stopped at teardown,
+the servers (see :mod:`gridwatch_devtools.nats_cluster`). Every node is stopped at teardown,
 also when the test fails or killed a node itself.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gridwatch.embedded.nats_cluster import NatsCluster
+from gridwatch_devtools.nats_cluster import NatsCluster
 
 
 @pytest.fixture

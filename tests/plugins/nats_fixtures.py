@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from gridwatch.alerts.streams import AlertInfra, ensure_alert_infra
-from gridwatch.embedded.nats_server import NatsServer
+from gridwatch_devtools.nats_server import NatsServer
 
 log = logging.getLogger(__name__)
 

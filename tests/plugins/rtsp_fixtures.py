@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from gridwatch.embedded.media import demo_video
-from gridwatch.embedded.rtsp_server import RtspServer
+from gridwatch_devtools.media import demo_video
+from gridwatch_devtools.rtsp_server import RtspServer
 
 
 class RtspServerFactory(Protocol):

@@ -45,7 +45,7 @@ from gridwatch.auth.subjects import (
 from gridwatch.cases.client import CaseClient, CaseRequestError
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig, parse_config
-from gridwatch.embedded.nats_server import NatsServer
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.dispatch import _hash, make_alert, password, tiny_jpeg, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -280,7 +280,7 @@ async def test_the_services_work_under_their_own_identities(tmp_path: Path) -> N
         infra = await asyncio.wait_for(ensure_alert_infra(worker.jetstream()), 10)
         pub = AlertPublisher(worker, snapshots=SnapshotStore(infra.snapshots))
         svc = await logins.connect("svc-casesnaps")
-        from gridwatch.notify.snapshots import SnapshotService
+        from gridwatch.alerts.snapshot_service import SnapshotService
 
         cases, snaps = CaseService(svc, cfg), SnapshotService(svc, cfg)
         await asyncio.wait_for(cases.start(), 15)
@@ -387,7 +387,7 @@ async def test_nats_config_with_tls_refuses_plain_clients(tmp_path: Path) -> Non
             # a lone node of a 3-node cluster never gets a JetStream quorum: parse it only
             import subprocess
 
-            from gridwatch.embedded.nats_server import find_nats_server
+            from gridwatch_devtools.nats_server import find_nats_server
 
             check = subprocess.run(  # noqa: ASYNC221 - a parse check, well under a second
                 [str(find_nats_server()), "-c", str(out), "-t"], capture_output=True, timeout=10

@@ -26,6 +26,7 @@ from aiortc import MediaStreamTrack, RTCSessionDescription
 from av import VideoFrame
 
 from gridwatch.alerts.publisher import AlertPublisher
+from gridwatch.alerts.snapshot_service import SnapshotRequest, SnapshotService
 from gridwatch.alerts.snapshots import (
     SNAPSHOT_BLUR_HEADER,
     SNAPSHOT_PEOPLE_HEADER,
@@ -37,11 +38,10 @@ from gridwatch.auth.models import UserConfig
 from gridwatch.config import parse_config
 from gridwatch.detectors import build_detector
 from gridwatch.detectors.base import Detector
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.model import Frame, IncidentEvent, IncidentState
-from gridwatch.notify.snapshots import SnapshotRequest, SnapshotService
 from gridwatch.rules.engine import CameraRules
-from gridwatch.worker import Worker, _Outgoing
+from gridwatch.worker.worker import Worker, _Outgoing
+from gridwatch_devtools.nats_server import NatsServer
 from tests.integration.test_console_live import eventually, new_offer, read_frames
 from tests.plugins.console_stack import Stack, console_stack
 from tests.plugins.dispatch import GRID_A

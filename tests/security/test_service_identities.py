@@ -26,7 +26,6 @@ from gridwatch.auth.natsconf import write_nats_config
 from gridwatch.cases.client import CaseClient
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig, parse_config
-from gridwatch.embedded.nats_server import NatsServer
 from gridwatch.leases.records import LEASES_BUCKET, WORKERS_BUCKET
 from gridwatch.notify.local_endpoint import LocalPushService, WebhookReceiver
 from gridwatch.notify.notifier import Notifier
@@ -34,6 +33,7 @@ from gridwatch.notify.subscriptions import register_subscription
 from gridwatch.notify.webpush import VapidKey
 from gridwatch.registry.store import CameraRegistry
 from gridwatch.worker import Worker
+from gridwatch_devtools.nats_server import NatsServer
 from tests.plugins.dispatch import (
     GRID_A,
     GRID_B,

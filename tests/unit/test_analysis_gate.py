@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.analysis import AnalysisSettings, CameraAnalyser
+from gridwatch.detectors.analyser import AnalysisSettings, CameraAnalyser
 from gridwatch.detectors.batching import BatchingService
 from gridwatch.detectors.regions import RegionSettings
 from gridwatch.model import Detections, Frame

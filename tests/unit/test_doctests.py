@@ -14,13 +14,15 @@ import pkgutil
 import pytest
 
 import gridwatch
+import gridwatch_devtools
 
 # Run by /usr/bin/python3 (GStreamer's Python bindings), not importable from the venv.
-NOT_IMPORTABLE = {"gridwatch.embedded.gst_rtsp_serve"}
+NOT_IMPORTABLE = {"gridwatch_devtools.gst_rtsp_serve"}
 
 MODULES = sorted(
     m.name
-    for m in pkgutil.walk_packages(gridwatch.__path__, "gridwatch.")
+    for pkg in (gridwatch, gridwatch_devtools)
+    for m in pkgutil.walk_packages(pkg.__path__, f"{pkg.__name__}.")
     if m.name not in NOT_IMPORTABLE
 )
 

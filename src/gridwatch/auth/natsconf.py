@@ -65,15 +65,12 @@ from gridwatch.auth.subjects import (
     SNAPSHOT_REQ_PREFIX,
     inbox_prefix,
 )
+from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, LEASES_KV, WORKERS_KV
 from gridwatch.config import GridwatchConfig
 
 JS_API = "$JS.API"
 READ_STREAMS = (ALERTS_STREAM, CASES_STREAM)
 OBJ_SNAPSHOTS = f"OBJ_{SNAPSHOT_BUCKET}"
-CAMERAS_KV = "gw_cameras"  # gridwatch.registry.store.BUCKET
-CAMERA_SECRETS_KV = "gw_camera_secrets"  # gridwatch.registry.store.SECRETS_BUCKET
-LEASES_KV = "gw_leases"  # gridwatch.leases
-WORKERS_KV = "gw_workers"
 
 
 @dataclass

@@ -13,11 +13,19 @@ from typing import Annotated
 
 import typer
 
-from gridwatch.cli.camera_cmd import camera_app
+from gridwatch.cli import (
+    camera_cmd,
+    cases_cmd,
+    eval_cmd,
+    keys_cmd,
+    nats_cmd,
+    notifier_cmd,
+    push_cmd,
+    status_cmd,
+    users_cmd,
+    workers_cmd,
+)
 from gridwatch.cli.common import load_or_exit, parse_duration, run_until_signal, setup_logging
-from gridwatch.cli.dispatch_cmd import register as register_dispatch
-from gridwatch.cli.eval_cmd import register as register_eval
-from gridwatch.cli.workers_cmd import register as register_workers
 from gridwatch.config import GridwatchConfig
 
 app = typer.Typer(
@@ -32,10 +40,18 @@ snapshot_app = typer.Typer(help="Fetch alert snapshots.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(config_app, name="config")
 app.add_typer(snapshot_app, name="snapshot")
-app.add_typer(camera_app, name="camera")
-register_dispatch(app)  # users, nats-config, cases, keys, push, notifier, status
-register_eval(app)  # replay (shadow mode), eval (scenario precision/recall)
-register_workers(app)  # workers: who runs which cameras (leases)
+# One module per noun, each with register(app). The order here is the order of `--help`
+# (commands first, then the sub-apps, each in the order registered).
+camera_cmd.register(app)  # camera (the live registry)
+nats_cmd.register(app)  # nats-config, nats-certs, nats-cluster-init
+users_cmd.register(app)  # users
+cases_cmd.register(app)  # cases (and the case service)
+keys_cmd.register(app)  # keys
+notifier_cmd.register(app)  # notifier
+push_cmd.register(app)  # push
+status_cmd.register(app)  # status
+eval_cmd.register(app)  # replay (shadow mode), eval (scenario precision/recall)
+workers_cmd.register(app)  # workers: who runs which cameras (leases)
 
 LogLevel = Annotated[
     str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="GW_LOG_LEVEL")
@@ -196,7 +212,7 @@ def demo(
     alerts and the console's URL and logins."""
     setup_logging(log_level)
     cfg = load_or_exit(config)
-    from gridwatch.demo import run_demo
+    from gridwatch_devtools.demo import run_demo
 
     asyncio.run(run_demo(cfg, duration_s=duration))
 

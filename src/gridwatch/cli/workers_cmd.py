@@ -2,7 +2,8 @@
 
 Reads ``gw_workers`` (each worker's last heartbeat: capacity, what it runs, CPU) and
 ``gw_leases`` (who holds which camera), plus ``gw_cameras`` when the registry is in use to list
-cameras nobody owns. Uses the camera CLI's connection plumbing (fail fast when NATS is down).
+cameras nobody owns. Uses the CLI's fail-fast NATS connection (``cli.common``), as ``camera``
+does.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gridwatch.cli.camera_cmd import (
-    ConfigOpt,
+from gridwatch.cli.common import (
+    EnvConfigOpt,
+    EnvNatsOpt,
     JsonOpt,
     LogOpt,
-    NatsOpt,
-    _env,
-    _nats,
-    _print_json,
-    _run,
+    load_env,
+    nats_session,
     out,
+    print_json,
+    run,
 )
 from gridwatch.leases.status import ClusterStatus, cluster_status
 
@@ -33,8 +34,8 @@ def _short(items: list[str], n: int) -> str:
 
 
 def workers(
-    config: ConfigOpt = None,
-    nats_url: NatsOpt = None,
+    config: EnvConfigOpt = None,
+    nats_url: EnvNatsOpt = None,
     as_json: JsonOpt = False,
     all_cameras: Annotated[
         bool, typer.Option("--cameras", help="List every camera of every worker.")
@@ -42,15 +43,15 @@ def workers(
     log_level: LogOpt = "warning",
 ) -> None:
     """List the workers sharing cameras (leases): cameras, capacity, load, heartbeat."""
-    env = _env(config, nats_url, log_level)
+    env = load_env(config, nats_url, log_level)
 
     async def main() -> ClusterStatus:
-        async with _nats(env) as nc:
+        async with nats_session(env) as nc:
             return await cluster_status(nc.jetstream())
 
-    status = _run(main())
+    status = run(main())
     if as_json:
-        _print_json(status.as_dict())
+        print_json(status.as_dict())
         return
     if not status.workers:
         out.print("no workers (none runs with leases.enabled, or none has started yet)")

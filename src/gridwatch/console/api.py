@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from gridwatch.alerts.snapshot_service import SnapshotRequestError
 from gridwatch.cases.client import CaseRequestError
 from gridwatch.cases.model import Case, CaseCommand, CaseState
 from gridwatch.config import RULE_TYPES
@@ -44,7 +45,6 @@ from gridwatch.console.context import (
 from gridwatch.console.feed import FeedClosed, LiveFeed, item_json, sse_event
 from gridwatch.console.wall import Wall
 from gridwatch.model import Alert
-from gridwatch.notify.snapshots import SnapshotRequestError
 from gridwatch.notify.subscriptions import check_endpoint, validate_subscription
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Who looked at an unblurred picture of people, and who moved which case, must be 
 months later and must not depend on a log file on one machine. So every such record is a
 JetStream message, published with an acknowledgement: the console serves a full snapshot only
 after its audit record is stored (no record, no picture), and so does the snapshot service for
-its own record (``gw.v1.audit.snapshot.<grid>``, see :mod:`gridwatch.notify.snapshots`).
+its own record (``gw.v1.audit.snapshot.<grid>``, see :mod:`gridwatch.alerts.snapshot_service`).
 
 Kinds the console writes:
 

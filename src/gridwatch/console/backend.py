@@ -17,6 +17,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from gridwatch.alerts.snapshot_service import SnapshotRequestError, request_snapshot
 from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject
 from gridwatch.alerts.tail import parse_alert
 from gridwatch.auth.models import UserConfig
@@ -28,7 +29,6 @@ from gridwatch.cases.model import Case, CaseCommand, CaseEvent, CaseState
 from gridwatch.cases.store import iter_events
 from gridwatch.console.consumers import replay
 from gridwatch.model import Alert
-from gridwatch.notify.snapshots import SnapshotRequestError, request_snapshot
 from gridwatch.notify.subscriptions import ensure_push_bucket, register_subscription
 
 

@@ -48,10 +48,10 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
+from gridwatch.alerts.snapshot_service import pixelate, pixelate_whole
 from gridwatch.ingest.latest import LatestSlot
 from gridwatch.ingest.masks import PointNorm, PrivacyMasker
 from gridwatch.ingest.reader import Backoff, CameraReader, RawFrame, StreamState
-from gridwatch.notify.snapshots import pixelate, pixelate_whole
 from gridwatch.registry.probe import ProbeError, classify_error
 
 __all__ = [

@@ -87,7 +87,7 @@ def packaged_files() -> DarknetFiles:
 
 def patched_cfg(cfg: Path, cache_dir: Path | None = None) -> Path:
     """A copy of ``cfg`` with the mask fixed, in the cache (named by the content's hash)."""
-    from gridwatch.embedded.media import resolve_cache_dir
+    from gridwatch.media_cache import resolve_cache_dir
 
     text = cfg.read_text(encoding="utf-8")
     fixed = _patch_cfg(text)

@@ -36,7 +36,7 @@ def median_background() -> Image:
         return _BACKGROUND["vtest"]
     import cv2
 
-    from gridwatch.embedded.media import resolve_cache_dir, vtest_path
+    from gridwatch.media_cache import resolve_cache_dir, vtest_path
 
     path = resolve_cache_dir() / "scenarios" / "vtest-median-v1.png"
     if path.is_file():

@@ -97,7 +97,7 @@ def source_frames(recipe: Recipe) -> Iterator[Image]:
     """Frames of the cut from the original AVI (decoded once, never re-encoded twice)."""
     import cv2
 
-    from gridwatch.embedded.media import vtest_path
+    from gridwatch.media_cache import vtest_path
 
     cap = cv2.VideoCapture(str(vtest_path()))
     try:
@@ -252,7 +252,7 @@ def render(recipe: Recipe) -> Iterator[Image]:
 
 def build_clip(recipe: Recipe, cache_dir: Path | None = None) -> Path:
     """Encode the recipe's frames to H.264 MP4 (cached by the recipe's hash)."""
-    from gridwatch.embedded.media import resolve_cache_dir
+    from gridwatch.media_cache import resolve_cache_dir
 
     target = resolve_cache_dir(cache_dir) / "scenarios" / f"clip-{recipe.key()}.mp4"
     if target.is_file():

@@ -1,8 +1,9 @@
 """Shadow mode: run a config's rules over a recorded clip and say what would have fired.
 
-:func:`replay` runs the worker's own camera loop (:class:`~gridwatch.pipeline.CameraPipeline`:
-privacy masks, motion gate, regions, the batching inference service, the configured backend,
-one ``CameraTracker``, the crowd counter and :class:`~gridwatch.rules.engine.CameraRules`) over
+:func:`replay` runs the worker's own camera loop
+(:class:`~gridwatch.worker.pipeline.CameraPipeline`: privacy masks, motion gate, regions, the
+batching inference service, the configured backend, one ``CameraTracker``, the crowd counter
+and :class:`~gridwatch.rules.engine.CameraRules`) over
 a :class:`~gridwatch.ingest.clip.ClipSource` on a :class:`~gridwatch.clock.VirtualClock`:
 
 * the loop ticks every ``1 / analysis_fps`` seconds of *video* and takes the newest frame that
@@ -370,13 +371,13 @@ async def _run_loop(
     stop: threading.Event,
 ) -> None:
     """The worker's camera loop over a clip: see :func:`replay`."""
-    from gridwatch.analysis import CameraAnalyser
-    from gridwatch.analysis import settings_from_config as analysis_settings
     from gridwatch.clock import PacedClock, VirtualClock
+    from gridwatch.detectors.analyser import CameraAnalyser
+    from gridwatch.detectors.analyser import settings_from_config as analysis_settings
     from gridwatch.detectors.batching import BatchingService
     from gridwatch.ingest.clip import ClipSource
-    from gridwatch.pipeline import CameraPipeline
     from gridwatch.tracking import CameraTracker
+    from gridwatch.worker.pipeline import CameraPipeline
 
     clock = PacedClock(t0) if realtime else VirtualClock(t0)
     source = ClipSource(cam.id, video, clock, faults=faults)

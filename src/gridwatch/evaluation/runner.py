@@ -283,7 +283,7 @@ def run_scenario(
 ) -> ScenarioResult:
     """Replay and score one scenario. A real-data scenario whose data is missing comes back
     with ``not_run`` set, or raises :class:`DataMissing` under CI."""
-    from gridwatch.embedded.media import resolve_cache_dir
+    from gridwatch.media_cache import resolve_cache_dir
 
     t0 = time.perf_counter()
     gt: GroundTruth | None = None

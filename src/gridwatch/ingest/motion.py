@@ -3,7 +3,7 @@
 Frigate's lesson, measured again here: the detector is the expensive part, and most of a city
 camera's frames show nothing new. So each analysed frame first goes through a motion mask that
 costs well under a millisecond, and the detector runs only when something moved inside a
-zone, or objects were there at the last look (see :mod:`gridwatch.analysis`).
+zone, or objects were there at the last look (see :mod:`gridwatch.detectors.analyser`).
 
 How the mask is made, and why:
 

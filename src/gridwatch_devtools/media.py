@@ -16,84 +16,29 @@ test can use a few seconds of video and still hit the cache on the next run.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import gzip
 import logging
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+
+from gridwatch.media_cache import (
+    VTEST_FPS,
+    VTEST_SIZE,
+    MediaError,
+    _atomic_target,
+    _locked,
+    resolve_cache_dir,
+    vtest_path,
+)
 
 __all__ = ["VTEST_FPS", "VTEST_SIZE", "demo_video", "resolve_cache_dir", "vtest_path"]
 
 log = logging.getLogger(__name__)
 
-VTEST_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
-VTEST_SIZE = (768, 576)
-VTEST_FPS = 10
 # Bump when the encoding parameters change, so stale cached files are not reused.
 _ENCODING_VERSION = "v1"
 _FFMPEG_TIMEOUT_S = 300.0
-
-
-class MediaError(RuntimeError):
-    """The demo media cannot be found or produced; the message says what to install."""
-
-
-def resolve_cache_dir(path: Path | None = None) -> Path:
-    """The media cache: ``path``, else ``$GRIDWATCH_CACHE``, else ``~/.cache/gridwatch``."""
-    if path is None:
-        env = os.environ.get("GRIDWATCH_CACHE")
-        path = Path(env) if env else Path.home() / ".cache" / "gridwatch"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextlib.contextmanager
-def _locked(target: Path) -> Iterator[None]:
-    """Serialize producers of one cached file (parallel test workers) with a lock file."""
-    lock = target.with_name(f".{target.name}.lock")
-    with lock.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _atomic_target(target: Path) -> Path:
-    """A temporary path next to ``target`` (same file system, so ``os.replace`` is atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared like any downloaded file
-    return Path(tmp)
-
-
-def vtest_path(cache_dir: Path | None = None) -> Path:
-    """Path of OpenCV's ``vtest.avi``; a gzip-compressed copy is unpacked into the cache."""
-    plain = VTEST_DIR / "vtest.avi"
-    if plain.is_file():
-        return plain
-    packed = VTEST_DIR / "vtest.avi.gz"
-    if packed.is_file():
-        target = resolve_cache_dir(cache_dir) / "vtest.avi"
-        with _locked(target):
-            if not target.is_file():
-                tmp = _atomic_target(target)
-                try:
-                    with gzip.open(packed, "rb") as src, tmp.open("wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-                    os.replace(tmp, target)
-                finally:
-                    tmp.unlink(missing_ok=True)
-        return target
-    raise MediaError(
-        f"{plain} not found: the demo video comes from Debian's opencv-doc package "
-        "(apt-get install opencv-doc)"
-    )
 
 
 def _cut_name(start_s: float, duration_s: float | None) -> str:

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from nats.aio.client import Client as NATS
 
+from gridwatch.alerts.snapshot_service import SnapshotService
 from gridwatch.alerts.tail import format_alert_line, iter_alerts
 from gridwatch.auth.client import connect_as
 from gridwatch.auth.models import Role, UserConfig
@@ -35,11 +36,10 @@ from gridwatch.auth.passwords import hash_password
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig
 from gridwatch.console.server import run_console
-from gridwatch.embedded.media import demo_video
-from gridwatch.embedded.nats_server import NatsServer
-from gridwatch.embedded.rtsp_server import RtspServer
-from gridwatch.notify.snapshots import SnapshotService
 from gridwatch.worker import Worker
+from gridwatch_devtools.media import demo_video
+from gridwatch_devtools.nats_server import NatsServer
+from gridwatch_devtools.rtsp_server import RtspServer
 
 log = logging.getLogger(__name__)
 

@@ -36,22 +36,22 @@ from gridwatch.alerts.snapshots import (
 from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import health_subject
-from gridwatch.analysis import CameraAnalyser
-from gridwatch.analysis import settings_from_config as analysis_settings
 from gridwatch.bus.messages import CameraHealth
 from gridwatch.config import CameraConfig, GridwatchConfig
 from gridwatch.detectors import build_detector, detector_kwargs
+from gridwatch.detectors.analyser import CameraAnalyser
+from gridwatch.detectors.analyser import settings_from_config as analysis_settings
 from gridwatch.detectors.base import Detector
 from gridwatch.detectors.batching import BatchingService
 from gridwatch.ingest.reader import CameraReader
 from gridwatch.ingest.urls import redact_url
 from gridwatch.leases.manager import LeaseManager
-from gridwatch.metrics import CameraFigures, WorkerFigures, WorkerMetrics
 from gridwatch.model import Alert, Frame, IncidentEvent, IncidentState
-from gridwatch.pipeline import CameraPipeline
 from gridwatch.rules.base import CAMERA_STOPPED, WORKER_STOPPED
 from gridwatch.rules.engine import CameraRules, RuleBuildError
 from gridwatch.tracking import CameraTracker
+from gridwatch.worker.metrics import CameraFigures, WorkerFigures, WorkerMetrics
+from gridwatch.worker.pipeline import CameraPipeline
 
 log = logging.getLogger(__name__)
 
@@ -535,7 +535,7 @@ class Worker:
             callback(alert)
 
     def figures(self) -> WorkerFigures:
-        """The counters /metrics exports, read now (see :mod:`gridwatch.metrics`)."""
+        """The counters /metrics exports, read now (see :mod:`gridwatch.worker.metrics`)."""
         cams = []
         for cam_id, reader in list(self.readers.items()):
             s = reader.stats

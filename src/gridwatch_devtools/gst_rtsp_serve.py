@@ -2,7 +2,7 @@
 
 Run with Debian's ``/usr/bin/python3``: ``python3-gi`` and the GStreamer typelibs live there,
 not in the project's virtualenv, so this script imports nothing but the standard library and
-``gi``. ``gridwatch.embedded.rtsp_server.RtspServer`` starts it and reads its stdout.
+``gi``. ``gridwatch_devtools.rtsp_server.RtspServer`` starts it and reads its stdout.
 
 Why these choices:
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from gridwatch.embedded.media import VTEST_FPS, MediaError, demo_video, resolve_cache_dir
+from gridwatch.media_cache import VTEST_FPS, MediaError, resolve_cache_dir
+from gridwatch_devtools.media import demo_video
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ loopback: for the cluster tests, the city-scale simulation and single-box trials
 
 Why real processes: what the scale-out design relies on (R3 streams and KV buckets surviving a
 node, clients failing over to the other nodes, leader elections) is server behaviour that only
-the server can show. Each node is a :class:`~gridwatch.embedded.nats_server.NatsServer`, so
+the server can show. Each node is a :class:`~gridwatch_devtools.nats_server.NatsServer`, so
 client and monitor ports are chosen by the server and read back from its ports file; only the
 cluster (route) ports must be known before the nodes start, because every node's config names
 every other node's route. They are picked by binding port 0 and closing it, and the whole start
@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gridwatch.embedded.nats_server import NatsServer, NatsServerError
+from gridwatch_devtools.nats_server import NatsServer, NatsServerError
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gridwatch.analysis import CameraAnalyser
 from gridwatch.clock import Clock, SystemClock
 from gridwatch.config import CameraConfig
+from gridwatch.detectors.analyser import CameraAnalyser
 from gridwatch.detectors.base import Detector
 from gridwatch.ingest.masks import PrivacyMasker
 from gridwatch.ingest.motion import luma_plane
@@ -91,7 +91,7 @@ class CameraPipeline:
         self.clock: Clock = clock or SystemClock()
         """Live: the system clock; replay: a virtual one (see gridwatch.clock)."""
         self.analyser = analyser
-        """Motion gate, regions and batched detection (gridwatch.analysis); None: every
+        """Motion gate, regions and batched detection (gridwatch.detectors.analyser); None: every
         frame whole on the ``inference`` executor."""
         self._raw: RawFrame | None = None
         self.reader = reader

@@ -1,0 +1,1 @@
+"""gridwatch_devtools"""
