@@ -28,6 +28,9 @@ class UnusedDetector:
     counts calls to prove it (and spares the test loading a model it would not use)."""
 
     name = "unused"
+    imgsz = 640
+    native_resolution = False
+    streams = 1
     class_names: Mapping[int, str] = {0: "person"}
     person_class_ids = frozenset({0})
     last_ms = 0.0

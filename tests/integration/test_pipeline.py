@@ -26,6 +26,9 @@ class SlowDetector:
     """Stands in for a model 4× slower than the camera's frame interval (pure timing logic)."""
 
     name = "slow"
+    imgsz = 640
+    native_resolution = False
+    streams = 1
     class_names: Mapping[int, str] = {0: "person"}
     person_class_ids = frozenset({0})
 

@@ -25,6 +25,8 @@ class BrightBlobDetector:
     person_class_ids = frozenset({0})
     last_ms = 0.0
     native_resolution = True
+    imgsz = 640
+    streams = 1
 
     def __init__(self) -> None:
         self.sizes: list[tuple[int, int]] = []

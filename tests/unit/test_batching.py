@@ -17,6 +17,9 @@ class RecordingDetector:
     """Returns no boxes; records each call's batch; optionally blocks until released."""
 
     name = "recording"
+    imgsz = 640
+    native_resolution = False
+    streams = 1
     class_names: Mapping[int, str] = {0: "person"}
     person_class_ids = frozenset({0})
     last_ms = 0.0

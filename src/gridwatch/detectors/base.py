@@ -62,6 +62,22 @@ class Detector(Protocol):
         """Wall time of the most recent ``detect``/``detect_batch`` call, milliseconds (metrics)."""
         ...
 
+    @property
+    def imgsz(self) -> int:
+        """Longest side a whole frame is detected at (larger frames are scaled down to it)."""
+        ...
+
+    @property
+    def native_resolution(self) -> bool:
+        """Whether an input runs at its own size (region mosaics then pay only their pixels);
+        False for backends that scale every input to ``imgsz`` (ultralytics' predict)."""
+        ...
+
+    @property
+    def streams(self) -> int:
+        """How many calls may usefully run at once (the inference service's thread count)."""
+        ...
+
     def detect(self, image: ImageBGR) -> Detections:
         """Detect objects in one BGR image; boxes are pixel xyxy, ``image_size`` is ``(w, h)``."""
         ...
@@ -94,6 +110,9 @@ class DetectorInfo:
     _class_names: dict[int, str]
     _person_class_ids: frozenset[int]
     _last_ms: float
+    imgsz: int = 640
+    native_resolution: bool = False
+    streams: int = 1
 
     @property
     def name(self) -> str:

@@ -204,8 +204,8 @@ class CachedDetector(DetectorInfo):
         self._class_names = dict(inner.class_names)
         self._person_class_ids = inner.person_class_ids
         self._last_ms = 0.0
-        self.native_resolution = bool(getattr(inner, "native_resolution", False))
-        self.imgsz = int(getattr(inner, "imgsz", 640))
+        self.native_resolution = inner.native_resolution
+        self.imgsz = inner.imgsz
         self.hits = 0
 
     def detect_batch(self, images: Sequence[ImageBGR]) -> list[Detections]:
@@ -395,8 +395,8 @@ async def _run_loop(
             analysis_settings(config.analysis),
             zones=[z.polygon for z in cam.zones],
             exclude=[m.polygon for m in cam.privacy_masks],
-            imgsz=int(getattr(used, "imgsz", config.detector.imgsz)),
-            native_resolution=bool(getattr(used, "native_resolution", False)),
+            imgsz=used.imgsz,
+            native_resolution=used.native_resolution,
             analysis_fps=cam.analysis_fps,
             set_keyframes_only=source.set_keyframes_only,
             observer=observer,

@@ -278,7 +278,7 @@ class Worker:
             max_batch=b.max_batch,
             max_wait_ms=b.max_wait_ms,
             max_pending=b.max_pending,
-            workers=max(1, int(getattr(detector, "streams", 1))),
+            workers=max(1, detector.streams),
         ).start()
         m = self.config.metrics
         if m.enabled:
@@ -302,7 +302,7 @@ class Worker:
             zones=[z.polygon for z in cam.zones],
             exclude=[m.polygon for m in cam.privacy_masks],
             imgsz=self.config.detector.imgsz,
-            native_resolution=bool(getattr(detector, "native_resolution", False)),
+            native_resolution=detector.native_resolution,
             analysis_fps=cam.analysis_fps,
             set_keyframes_only=reader.set_keyframes_only,
             observer=self.metrics.observe,
