@@ -30,9 +30,9 @@ from nats.aio.client import Client as NATS
 
 from gridwatch.alerts.snapshot_service import SnapshotService
 from gridwatch.alerts.tail import format_alert_line, iter_alerts
-from gridwatch.auth.client import connect_as
 from gridwatch.auth.models import Role, UserConfig
 from gridwatch.auth.passwords import hash_password
+from gridwatch.bus.connect import connect
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig
 from gridwatch.console.server import run_console
@@ -151,9 +151,7 @@ class DemoConsole:
         self.port = started.result()
         if port != want:
             self.port_note = f"port {want} is taken: using {self.port}"
-        self._nc = await connect_as(
-            self.nats_url, user=None, password=None, name="gridwatch-demo-cases"
-        )
+        self._nc = await connect(self.nats_url, name="gridwatch-demo-cases")
         self._cases = CaseService(self._nc, self.config)
         await self._cases.start()
         self._snapshots = SnapshotService(self._nc, self.config)

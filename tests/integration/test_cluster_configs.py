@@ -30,10 +30,10 @@ from typer.testing import CliRunner
 
 from gridwatch.alerts.publisher import AlertPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
-from gridwatch.auth.client import connect_as
 from gridwatch.auth.cluster import IDENTITIES, NODES, read_env_file
 from gridwatch.auth.models import UserConfig
 from gridwatch.auth.natsconf import permissions_for
+from gridwatch.bus.connect import connect as bus_connect
 from gridwatch.cli.main import app
 from gridwatch.config import load_config
 from gridwatch.leases.kv import ensure_lease_buckets
@@ -226,7 +226,7 @@ def test_the_generated_cluster_is_tls_and_authorized(tmp_path: Path) -> None:
             for user, secret in (("mallory", "guess"), ("gw-worker", "wrong-password")):
                 with pytest.raises(Exception, match=r"(?i)authorization"):
                     await asyncio.wait_for(
-                        connect_as(
+                        bus_connect(
                             urls, user=user, password=secret, name="attacker",
                             tls_ca_file=str(ca), max_reconnect_attempts=0,
                             allow_reconnect=False, error_cb=_quiet, connect_timeout=3,
@@ -239,11 +239,11 @@ def test_the_generated_cluster_is_tls_and_authorized(tmp_path: Path) -> None:
             async def record(e: Exception) -> None:
                 errors.append(str(e))
 
-            worker = await connect_as(
+            worker = await bus_connect(
                 urls, user="gw-worker", password=pw["gw-worker"], name="gw-worker",
                 tls_ca_file=str(ca), error_cb=record,
             )  # fmt: skip
-            admin = await connect_as(
+            admin = await bus_connect(
                 urls, user="gw-admin", password=pw["gw-admin"], name="gw-admin",
                 tls_ca_file=str(ca), error_cb=_quiet,
             )  # fmt: skip

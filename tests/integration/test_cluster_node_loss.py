@@ -30,10 +30,10 @@ from nats.js import JetStreamContext
 from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import ALERTS_STREAM
+from gridwatch.bus.connect import connect
 from gridwatch.leases.journal import overlaps, read_intervals
 from gridwatch.leases.manager import LeaseManager
 from gridwatch.leases.settings import LeaseConfig
-from gridwatch.worker import connect_nats
 from gridwatch_devtools.nats_cluster import NatsCluster
 from tests.plugins.dispatch import make_alert, wait_until
 from tests.plugins.nats_fixtures import close_quietly
@@ -57,7 +57,7 @@ class AlertingWorker:
         self._counter = 0
 
     async def start(self) -> None:
-        self.nc: NatsClient = await connect_nats(self.cluster.url, name=self.name)
+        self.nc: NatsClient = await connect(self.cluster.url, name=self.name)
         js = self.nc.jetstream()
         await ensure_alert_infra(js, replicas=3)
         self.spool = AlertSpool(self.tmp / f"spool-{self.name}")
@@ -165,7 +165,7 @@ async def test_node_loss_loses_no_alert_and_workers_reconnect(
         victim_port = workers[0].nc.connected_url.port  # type: ignore[union-attr]
         victim = next(i for i, n in enumerate(nats_cluster.nodes) if n.port == victim_port)
         victim_name = f"n{victim + 1}"
-        admin = await connect_nats(
+        admin = await connect(
             ",".join(u for i, u in enumerate(nats_cluster.urls) if i != victim), name="admin"
         )
         await move_leader(admin, ALERTS_STREAM, onto=victim_name)
@@ -237,11 +237,11 @@ async def test_lease_bucket_leader_loss_stops_cameras_and_never_doubles_them(
             within=60,
             step=0.1,
         )
-        admin = await connect_nats(nats_cluster.url, name="admin")
+        admin = await connect(nats_cluster.url, name="admin")
         leader = await leader_of(admin.jetstream(), "KV_gw_workers")
         victim = int(leader.removeprefix("n")) - 1
         await close_quietly(admin)
-        admin = await connect_nats(
+        admin = await connect(
             ",".join(u for i, u in enumerate(nats_cluster.urls) if i != victim), name="admin"
         )
         nats_cluster.kill(victim)

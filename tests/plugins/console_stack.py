@@ -22,12 +22,12 @@ from gridwatch.alerts.publisher import AlertPublisher
 from gridwatch.alerts.snapshot_service import SnapshotService
 from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.streams import ensure_alert_infra
+from gridwatch.bus.consumers import replay
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig, parse_config
 from gridwatch.console.app import create_app
 from gridwatch.console.audit import AUDIT_STREAM
 from gridwatch.console.cameras import CameraDirectory
-from gridwatch.console.consumers import replay
 from gridwatch.console.context import CONSOLE, Console
 from gridwatch.console.server import make_live_hub
 from gridwatch_devtools.nats_server import NatsServer

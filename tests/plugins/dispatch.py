@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 from nats.aio.client import Client as NATS
 
-from gridwatch.auth.client import connect_as
 from gridwatch.auth.natsconf import write_nats_config
 from gridwatch.auth.passwords import hash_password
+from gridwatch.bus.connect import connect as bus_connect
 from gridwatch.config import GridwatchConfig, parse_config
 from gridwatch_devtools.nats_server import NatsServer
 
@@ -99,7 +99,7 @@ class UserConnections:
         }
         opts.update(options)
         nc = await asyncio.wait_for(
-            connect_as(
+            bus_connect(
                 self.server.url, user=user, password=password(user), name=f"test-{user}", **opts
             ),
             10,

@@ -30,9 +30,9 @@ from nats.js.errors import NoKeysError
 
 from gridwatch.alerts.snapshot_service import SnapshotRequestError, request_snapshot
 from gridwatch.alerts.spool import AlertSpool
+from gridwatch.bus.consumers import replay
 from gridwatch.config import CameraConfig, SpoolConfig, parse_config
 from gridwatch.console.audit import AUDIT_STREAM, DAY_S, AuditLog, ensure_audit_stream
-from gridwatch.console.consumers import replay
 from gridwatch.ingest.urls import redact_text, redact_url
 from gridwatch.notify.subscriptions import DEFAULT_SUBSCRIPTION_TTL_S, ensure_push_bucket
 from gridwatch.registry.store import BUCKET, SECRETS_BUCKET, CameraRegistry

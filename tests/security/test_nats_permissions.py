@@ -29,7 +29,6 @@ from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter
 from gridwatch.alerts.tail import iter_alerts
-from gridwatch.auth.client import connect_as
 from gridwatch.auth.natsconf import (
     CAPABILITIES,
     permission_matrix,
@@ -42,6 +41,7 @@ from gridwatch.auth.subjects import (
     NOTIFIER_CASES_DURABLE,
     PUSH_SUBS_KV,
 )
+from gridwatch.bus.connect import connect as bus_connect
 from gridwatch.cases.client import CaseClient, CaseRequestError
 from gridwatch.cases.service import CaseService
 from gridwatch.config import GridwatchConfig, parse_config
@@ -93,7 +93,7 @@ class Logins:
                 seen.append(str(e))
 
         nc = await asyncio.wait_for(
-            connect_as(
+            bus_connect(
                 self.server.url,
                 user=user,
                 password=password(user),
@@ -406,7 +406,7 @@ async def test_nats_config_with_tls_refuses_plain_clients(tmp_path: Path) -> Non
                     ),
                     5,
                 )  # fmt: skip
-            nc = await connect_as(
+            nc = await bus_connect(
                 url, user="aux-li", password=password("aux-li"), name="tls-test",
                 tls_ca_file=str(certs / "ca.pem"), max_reconnect_attempts=0, error_cb=_quiet,
             )  # fmt: skip

@@ -16,10 +16,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 MAX_LINES = 600
 LONG_TODAY = {
     # module: its length when the rule came in (2026-12-05); each may shrink, none may grow
-    "gridwatch.config": 774,
     "gridwatch.leases.manager": 767,
-    "gridwatch.auth.natsconf": 638,
-    "gridwatch.worker.worker": 610,
+    "gridwatch.auth.natsconf": 635,
     "gridwatch.detectors.regions": 603,
 }
 

@@ -34,7 +34,6 @@ import numpy as np
 import numpy.typing as npt
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +48,7 @@ from gridwatch.auth.subjects import (
 )
 from gridwatch.bus.messages import SnapshotMeta
 from gridwatch.bus.names import SNAPSHOT_SERVICE_QUEUE
+from gridwatch.bus.service import Service
 from gridwatch.config import GridwatchConfig
 from gridwatch.console.audit import ensure_audit_stream
 
@@ -155,25 +155,22 @@ def blur_plan(
     return SnapshotMeta.from_headers(headers).blur_plan()
 
 
-class SnapshotService:
+class SnapshotService(Service):
     """Answers snapshot requests (see the module docstring)."""
 
     def __init__(self, nc: NATS, config: GridwatchConfig, *, op_timeout: float = 10.0) -> None:
-        self.nc = nc
+        super().__init__(nc, name="snapshot service")
         self.config = config
         self.users = {u.name: u for u in config.users}
         self.op_timeout = op_timeout
         self._store: ObjectStore | None = None
-        self._sub: Subscription | None = None
         self.served = 0
         self.full_views = 0
         self.audit_failed = 0
 
-    async def start(self) -> None:
+    async def _on_start(self) -> None:
         await self._ensure_audit_stream()
-        self._sub = await self.nc.subscribe(
-            f"{SNAPSHOT_REQ_PREFIX}.*.*", queue=QUEUE_GROUP, cb=self._on_request
-        )
+        await self.subscribe(f"{SNAPSHOT_REQ_PREFIX}.*.*", queue=QUEUE_GROUP, cb=self._on_request)
 
     async def _ensure_audit_stream(self) -> None:
         """GW_AUDIT with the config's limits (the service may start before any console). Not
@@ -193,12 +190,6 @@ class SnapshotService:
         except Exception as e:
             log.warning("audit stream GW_AUDIT not ensured (%s): full snapshots are refused "
                         "until it exists", e)  # fmt: skip
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
 
     async def _objects(self) -> ObjectStore:
         if self._store is None:

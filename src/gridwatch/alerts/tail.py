@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.subjects import ALERTS_STREAM, SNAPSHOT_BUCKET, alert_filter
+from gridwatch.bus.connect import connect
 from gridwatch.bus.names import TAIL_CONSUMER_PREFIX
 from gridwatch.model import Alert
 
@@ -242,7 +243,11 @@ async def iter_alerts(
     ``check_interval`` is how long a quiet consumer goes before its existence is checked.
     """
     own = isinstance(nc_or_url, str)
-    nc = await nats.connect(nc_or_url) if isinstance(nc_or_url, str) else nc_or_url
+    nc = (
+        await connect(nc_or_url, name="gridwatch-tail", flush=False)
+        if isinstance(nc_or_url, str)
+        else nc_or_url
+    )
     follower = _Follower(nc, alert_filter(grid, camera), since, idle_heartbeat, check_interval)
     stop_wait: asyncio.Task[bool] | None = (
         asyncio.ensure_future(stop.wait()) if stop is not None else None

@@ -7,4 +7,9 @@ cross process boundaries.
 * :mod:`gridwatch.bus.rpc`: typed request/reply (pydantic request, pydantic ok/error reply).
 * :mod:`gridwatch.bus.messages`: versioned messages (camera health, case replies, snapshot
   metadata).
+* :mod:`gridwatch.bus.connect`: the one ``connect()`` (credentials, per-user inbox, TLS,
+  endless reconnects for services, fail-fast for CLIs).
+* :mod:`gridwatch.bus.consumers`: the durable pull loop and the ephemeral, ordered readers.
+* :mod:`gridwatch.bus.service`: the service base (start, drain, stop; subscriptions and tasks
+  tracked).
 """

@@ -29,11 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import api as js_api
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
@@ -47,8 +44,10 @@ from gridwatch.auth.subjects import (
     CASE_OPENER_DURABLE,
     case_key,
 )
+from gridwatch.bus.consumers import pull_loop
 from gridwatch.bus.messages import CaseReply
 from gridwatch.bus.names import CASE_SERVICE_QUEUE
+from gridwatch.bus.service import Service
 from gridwatch.cases.model import (
     Case,
     CaseCommand,
@@ -87,7 +86,7 @@ def _reply(ok: bool, **fields: Any) -> bytes:
     return CaseReply(ok=ok, **fields).to_json()
 
 
-class CaseService:
+class CaseService(Service):
     """See the module docstring. ``clock`` is injectable for deadline tests."""
 
     def __init__(
@@ -98,7 +97,7 @@ class CaseService:
         clock: Callable[[], dt.datetime] = _now,
         op_timeout: float = 5.0,
     ) -> None:
-        self.nc = nc
+        super().__init__(nc, name="case service")
         self.js = nc.jetstream()
         self.config = config
         self.users: dict[str, UserConfig] = {u.name: u for u in config.users}
@@ -107,10 +106,6 @@ class CaseService:
         self.cases: dict[str, Case] = {}
         self._by_id: dict[str, str] = {}
         self._kv: KeyValue | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._sub: Subscription | None = None
-        self._opener: Any = None
-        self._stopping = False
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.on_event: list[Callable[[CaseEvent, Case], None]] = []
@@ -118,7 +113,7 @@ class CaseService:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def _on_start(self) -> None:
         self._kv = await ensure_case_infra(
             self.js,
             retention_days=self.config.cases.retention_days,
@@ -133,41 +128,11 @@ class CaseService:
             sum(c.is_open for c in self.cases.values()),
             (time.perf_counter() - t0) * 1000,
         )
-        self._sub = await self.nc.subscribe(
-            f"{CASE_CMD_PREFIX}.>", queue=QUEUE_GROUP, cb=self._on_command
-        )
-        self._tasks = [
-            asyncio.create_task(self._open_cases(), name="case-opener"),
-            asyncio.create_task(self._deadlines(), name="case-deadlines"),
-        ]
+        await self.subscribe(f"{CASE_CMD_PREFIX}.>", queue=QUEUE_GROUP, cb=self._on_command)
+        self.spawn(self._open_cases(), name="case-opener")
+        self.spawn(self._deadlines(), name="case-deadlines")
         await self.nc.flush(timeout=max(1, round(self.op_timeout)))
         self.ready.set()
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for t in self._tasks:
-            t.cancel()
-        if self._tasks:
-            # bounded: a stop must never hang on a task stuck in a client library call
-            _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
-            for t in stuck:
-                log.warning("case service task %s did not stop in time", t.get_name())
-        self._tasks = []
-        if self._opener is not None:  # no waiting pull request may take the next alert
-            with contextlib.suppress(Exception):
-                await self._opener.unsubscribe()
-            self._opener = None
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
-
-    async def __aenter__(self) -> CaseService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -211,41 +176,21 @@ class CaseService:
         await self._open_loop(cfg)
 
     async def _open_loop(self, cfg: js_api.ConsumerConfig) -> None:
-        psub = None
-        while not self._stopping:
-            try:
-                if psub is None:
-                    psub = await self.js.pull_subscribe(
-                        alert_filter(),
-                        durable=CASE_OPENER_DURABLE,
-                        stream=ALERTS_STREAM,
-                        config=cfg,
-                    )
-                    self._opener = psub
-                msgs = await psub.fetch(16, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except (nats.errors.Error, nats.js.errors.Error) as e:
-                log.debug("alert consumer not available (%s); retrying", e)
-                psub = None if isinstance(e, nats.js.errors.NotFoundError) else psub
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                try:
-                    alert = parse_alert(msg)
-                    if alert is not None:
-                        await self._on_alert(alert)
-                    await msg.ack()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:
-                    log.warning(
-                        "alert %s not handled yet (%s); it will be redelivered", msg.subject, e
-                    )
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=1.0)
+        async def subscribe() -> Any:
+            psub = await self.js.pull_subscribe(
+                alert_filter(), durable=CASE_OPENER_DURABLE, stream=ALERTS_STREAM, config=cfg
+            )
+            self.track(psub)  # no waiting pull request may take the next alert
+            return psub
+
+        async def handle(msg: Msg) -> None:
+            alert = parse_alert(msg)
+            if alert is not None:
+                await self._on_alert(alert)
+
+        await pull_loop(
+            subscribe, handle, stopping=lambda: self.stopping, name="case opener", batch=16
+        )
 
     async def _on_alert(self, alert: Alert) -> None:
         async with self._lock:
@@ -299,7 +244,7 @@ class CaseService:
 
     async def _deadlines(self) -> None:
         chain = list(self.config.cases.escalation)
-        while not self._stopping:
+        while not self.stopping:
             await asyncio.sleep(self.config.cases.check_interval_s)
             try:
                 await self.check_deadlines(chain)

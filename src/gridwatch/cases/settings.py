@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gridwatch.strict import Strict as _Strict
+from gridwatch.config.strict import Strict as _Strict
 
 Severity = Literal["info", "warning", "critical"]
 EscalationTarget = Literal["grid_leader", "command_centre"]

@@ -10,19 +10,18 @@ append "acknowledged" to the same case; the loser reloads the case and decides a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js import api as js_api
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from gridwatch.auth.subjects import CASES_KV, CASES_PREFIX, CASES_STREAM, case_key, case_subject
+from gridwatch.bus.consumers import read_ordered
 from gridwatch.bus.infra import ensure_case_infra as ensure_case_infra
 from gridwatch.cases.model import Case, CaseEvent, apply
 
@@ -66,31 +65,12 @@ async def iter_events(
     js: JetStreamContext, subject_filter: str, *, idle_timeout: float = 5.0
 ) -> AsyncIterator[tuple[int, CaseEvent]]:
     """Every stored event matching ``subject_filter``, in order, then stop (a replay)."""
-    sub = await js.subscribe(
-        subject_filter,
-        stream=CASES_STREAM,
-        ordered_consumer=True,
-        deliver_policy=js_api.DeliverPolicy.ALL,
-    )
-    try:
-        info = await sub.consumer_info()
-        # pending counts what is not yet *sent*: a fast server may have sent everything already
-        if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
-            return
-        while True:
-            msg = await sub.next_msg(timeout=idle_timeout)
-            meta = msg.metadata
-            try:
-                yield meta.sequence.stream, CaseEvent.model_validate_json(msg.data)
-            except ValidationError as e:
-                log.warning(
-                    "skipping unparseable case event at seq %d: %s", meta.sequence.stream, e
-                )
-            if meta.num_pending == 0:
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    async for msg in read_ordered(js, CASES_STREAM, subject_filter, idle_timeout=idle_timeout):
+        seq = msg.metadata.sequence.stream
+        try:
+            yield seq, CaseEvent.model_validate_json(msg.data)
+        except ValidationError as e:
+            log.warning("skipping unparseable case event at seq %d: %s", seq, e)
 
 
 async def load_case(js: JetStreamContext, grid_id: str, case_id: str) -> Case | None:

@@ -184,17 +184,17 @@ async def connect(
 ) -> tuple[NatsClient, str | None]:
     """A service's or a person's connection (a couple of reconnects) as ``user`` (see
     :func:`nats_credentials`), TLS with the config's ``nats.tls_ca_file``; and the user."""
-    from gridwatch.auth.client import connect_as
+    from gridwatch.bus.connect import connect as nats_connect
 
     url = nats_url or (cfg.nats.url if cfg else DEFAULT_NATS)
     u, p = nats_credentials(cfg, user, prompt=prompt)
-    nc = await connect_as(
+    nc = await nats_connect(
         url,
         user=u,
         password=p,
         name=name,
-        max_reconnect_attempts=2,
-        reconnect_time_wait=0.5,
+        reconnects=2,
+        reconnect_wait=0.5,
         tls_ca_file=cfg.nats.tls_ca_file if cfg else None,
     )
     return nc, u
@@ -236,25 +236,18 @@ async def nats_session(env: Env) -> AsyncIterator[NatsClient]:
     On a secured server it logs in as ``$GW_NATS_USER``/``$GW_NATS_PASSWORD`` (else the
     config's ``nats.user``/``password``) and uses TLS with ``$GW_NATS_TLS_CA`` (else the
     config's ``nats.tls_ca_file``)."""
-    from gridwatch.auth.client import connect_as
-
-    async def quiet(exc: Exception) -> None:
-        log.debug("nats: %s", exc)
+    from gridwatch.bus.connect import connect as nats_connect
 
     user, password = nats_credentials(env.config)
     try:
         nc = await asyncio.wait_for(
-            connect_as(
+            nats_connect(
                 env.nats_url,
                 user=user,
                 password=password,
                 name="gridwatch-camera-cli",
                 connect_timeout=3,
-                max_reconnect_attempts=0,
-                allow_reconnect=False,
-                error_cb=quiet,
-                disconnected_cb=None,
-                reconnected_cb=None,
+                fail_fast=True,
                 tls_ca_file=env.config.nats.tls_ca_file if env.config else None,
             ),
             10,

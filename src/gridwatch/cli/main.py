@@ -109,11 +109,11 @@ def alerts_tail(
     since_td = parse_duration(since) if since else None
     url = nats_url or (load_or_exit(config).nats.url if config else "nats://127.0.0.1:4222")
     from gridwatch.alerts.tail import format_alert_line, iter_alerts
-    from gridwatch.worker import connect_nats
+    from gridwatch.bus.connect import connect
 
     async def main() -> None:
         stop = run_until_signal()
-        nc = await connect_nats(url, name="gridwatch-tail")
+        nc = await connect(url, name="gridwatch-tail", flush=False)
         try:
             async for alert in iter_alerts(nc, grid=grid, camera=camera, since=since_td, stop=stop):
                 line = alert.model_dump_json() if as_json else format_alert_line(alert)
@@ -157,10 +157,10 @@ def snapshot_get(
     """Fetch an alert's snapshot JPEG from the gw_snapshots object store."""
     url = nats_url or "nats://127.0.0.1:4222"
     from gridwatch.alerts.tail import fetch_snapshot
-    from gridwatch.worker import connect_nats
+    from gridwatch.bus.connect import connect
 
     async def main() -> bytes:
-        nc = await connect_nats(url, name="gridwatch-snapshot")
+        nc = await connect(url, name="gridwatch-snapshot", flush=False)
         try:
             return await fetch_snapshot(nc, name)
         finally:

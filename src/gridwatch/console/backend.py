@@ -22,12 +22,12 @@ from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject
 from gridwatch.alerts.tail import parse_alert
 from gridwatch.auth.models import UserConfig
 from gridwatch.auth.subjects import ALL_GRIDS, case_cmd_subject, case_subject
+from gridwatch.bus.consumers import replay
 from gridwatch.bus.messages import CaseReply
 from gridwatch.bus.rpc import request
 from gridwatch.cases.client import CaseRequestError
 from gridwatch.cases.model import Case, CaseCommand, CaseEvent, CaseState
 from gridwatch.cases.store import iter_events
-from gridwatch.console.consumers import replay
 from gridwatch.model import Alert
 from gridwatch.notify.subscriptions import ensure_push_bucket, register_subscription
 

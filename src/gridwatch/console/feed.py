@@ -34,9 +34,9 @@ from pydantic import ValidationError
 from gridwatch.alerts.subjects import ALERTS_STREAM
 from gridwatch.alerts.tail import parse_alert
 from gridwatch.auth.subjects import CASES_STREAM
+from gridwatch.bus.consumers import FeedGap, StreamFollower
 from gridwatch.cases.model import Case, CaseEvent
 from gridwatch.cases.settings import CasesConfig
-from gridwatch.console.consumers import FeedGap, StreamFollower
 from gridwatch.console.scope import Scope
 from gridwatch.console.wall import Wall, WallItem
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gridwatch.auth.client import connect_as, resolve_credentials
+from gridwatch.bus.connect import connect
 from gridwatch.config import GridwatchConfig
 from gridwatch.console.app import create_app
 from gridwatch.console.cameras import CameraDirectory
@@ -53,13 +53,10 @@ async def run_console(
 ) -> None:
     """Serve the console until ``stop`` is set. ``started`` receives the bound port."""
     s = config.console
-    user, password = resolve_credentials(
-        None, None, config_user=config.nats.user, config_password=config.nats.password
-    )
-    nc = await connect_as(
+    nc = await connect(
         nats_url or config.nats.url,
-        user=user,
-        password=password,
+        config_user=config.nats.user,
+        config_password=config.nats.password,
         name="gridwatch-console",
         connect_timeout=config.nats.connect_timeout_s,
         tls_ca_file=config.nats.tls_ca_file,

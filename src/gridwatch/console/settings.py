@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gridwatch.strict import Strict as _Strict
+from gridwatch.config.strict import Strict as _Strict
 
 
 class ConsoleConfig(_Strict):

@@ -410,7 +410,7 @@ def _gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
 def settings_from_config(cfg: Any) -> AnalysisSettings:
     """:class:`AnalysisSettings` from the config's ``analysis`` section
-    (:class:`gridwatch.analysis_settings.AnalysisConfig`)."""
+    (:class:`gridwatch.config.analysis.AnalysisConfig`)."""
     m, r, a = cfg.motion, cfg.regions, cfg.adaptive_decode
     return AnalysisSettings(
         motion=MotionSettings(

@@ -10,7 +10,7 @@ import os
 
 from pydantic import Field, model_validator
 
-from gridwatch.strict import Strict as _Strict
+from gridwatch.config.strict import Strict as _Strict
 
 CAMERAS_PER_CORE = 24
 """Default capacity per CPU core: docs/performance.md measured 48-56 cameras at 2 analysed

@@ -55,6 +55,7 @@ from gridwatch.auth.subjects import (
     NOTIFIER_DURABLE,
     case_filter,
 )
+from gridwatch.bus.consumers import pull_loop
 from gridwatch.bus.infra import NOTIFY_SENT_TTL_S, ensure_kv, ensure_push_bucket, notify_sent_kv
 from gridwatch.cases.model import CaseEvent, CaseEventType
 from gridwatch.config import GridwatchConfig
@@ -269,22 +270,23 @@ class Notifier:
         raise RuntimeError(f"stream {stream} never appeared")
 
     async def _consume(self, psub: Any, handler: Callable[[Msg], Awaitable[None]]) -> None:
-        while not self._stopping:
-            try:
-                msgs = await psub.fetch(1, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except (nats.errors.Error, nats.js.errors.Error) as e:
-                log.debug("fetch failed (%s); retrying", e)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                await self._sem.acquire()
-                task = asyncio.create_task(self._handle(msg, handler))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+        async def subscribe() -> Any:
+            return psub  # made in start(): nothing published after start() is missed
+
+        async def dispatch(msg: Msg) -> None:  # acked by _handle, in a task of its own
+            await self._sem.acquire()
+            task = asyncio.create_task(self._handle(msg, handler))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+        await pull_loop(
+            subscribe,
+            dispatch,
+            stopping=lambda: self._stopping,
+            name="notifier",
+            batch=1,
+            ack=False,
+        )
 
     async def _handle(self, msg: Msg, handler: Callable[[Msg], Awaitable[None]]) -> None:
         try:

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gridwatch.alerts.subjects import TOKEN_RE
 from gridwatch.auth.models import Role
-from gridwatch.strict import Strict as _Strict
+from gridwatch.config.strict import Strict as _Strict
 
 NotifyEvent = Literal[
     "alert.raised",

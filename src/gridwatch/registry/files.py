@@ -34,9 +34,13 @@ from gridwatch.config import (
     check_camera,
     parse_config,
 )
+from gridwatch.config.yaml_locations import (
+    LocatedDocument,
+    YamlSyntaxError,
+    load_yaml_with_locations,
+)
 from gridwatch.ingest.urls import redact_url, url_has_redacted_password
 from gridwatch.registry.store import camera_document
-from gridwatch.yaml_locations import LocatedDocument, YamlSyntaxError, load_yaml_with_locations
 
 __all__ = [
     "CSV_COLUMNS",

@@ -30,7 +30,6 @@ analysis rate), and one crowd gives exactly one incident:
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Collection, Sequence
 from enum import Enum
@@ -161,7 +160,8 @@ class CrowdingRule:
         )
 
     def _windowed(self, count: int, ts: float) -> int:
-        """The median count over the last ``count_window_s`` (ties round up)."""
+        """The median count over the last ``count_window_s``; of an even number of counts the
+        lower middle one, so a one-frame spike (a box doubled for a moment) never raises it."""
         w = self.params.count_window_s
         if w <= 0:
             return count
@@ -170,7 +170,7 @@ class CrowdingRule:
             self._window.popleft()
         values = sorted(c for _, c in self._window)
         n = len(values)
-        return values[n // 2] if n % 2 else math.ceil((values[n // 2 - 1] + values[n // 2]) / 2)
+        return values[(n - 1) // 2]  # the lower middle: a one-frame spike never raises it
 
     def _event(
         self, state: IncidentState, ts: float, count: int, boxes: tuple[Box, ...], reason: str = ""

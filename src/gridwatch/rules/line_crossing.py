@@ -48,11 +48,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gridwatch.config.strict import Id
 from gridwatch.model import Detections, IncidentEvent, Track
 from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, RuleContext, ScheduleLike
 from gridwatch.rules.settings import RuleSettings, classes_field, clear_after_field
 from gridwatch.rules.zones import Zone
-from gridwatch.strict import Id
 from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
 
 Direction = Literal["in", "out"]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gridwatch.strict import Strict
+from gridwatch.config.strict import Strict
 
 Severity = Literal["info", "warning", "critical"]
 

@@ -71,7 +71,8 @@ class CountSettings:
     """
 
     hold_s: float = 1.0
-    """A confirmed track missing from this frame but seen within ``hold_s`` is still counted,
+    """A track ByteTrack confirmed, missing from this frame but seen within ``hold_s``, is still
+    counted (a nearest-box chain of unconfirmed boxes is not: at 2 fps it can be two walkers),
     at its last box. One second fills the one- or two-frame misses a detector makes at 2 fps
     (and ten frames at 10 fps) without keeping a person who left for longer than a blink. Only
     tracks seen on at least two analysed frames are held, so a one-off false positive is not."""
@@ -347,6 +348,7 @@ class CrowdCounter:
             for t in self._recent(cfg.hold_s, ts)
             if id(t) not in present
             and t.seen >= 2
+            and t.tracker_id >= 0  # ByteTrack confirmed it: a nearest-box chain may be two walkers
             and not t.suppressed
             and not _at_edge(t.last_box, d.image_size)  # else it may have walked out
         ]

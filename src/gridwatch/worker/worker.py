@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-import nats
 import numpy as np
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -36,6 +34,7 @@ from gridwatch.alerts.snapshots import (
 from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import health_subject
+from gridwatch.bus.connect import connect
 from gridwatch.bus.messages import CameraHealth
 from gridwatch.config import CameraConfig, GridwatchConfig
 from gridwatch.detectors import build_detector, detector_kwargs
@@ -81,62 +80,6 @@ class _Outgoing:
     severity: str = "warning"
     privacy: SnapshotPrivacy = field(default_factory=lambda: SnapshotPrivacy(whole=True))
     """What the snapshot service blurs for blurred roles (default: the whole picture)."""
-
-
-async def connect_nats(
-    url: str,
-    *,
-    name: str,
-    connect_timeout_s: float = 5.0,
-    user: str | None = None,
-    password: str | None = None,
-    tls_ca_file: str | None = None,
-) -> NatsClient:
-    """Connect with endless reconnects: a worker outlives NATS restarts. ``user`` and
-    ``password`` (else ``$GW_NATS_USER``/``$GW_NATS_PASSWORD``) log in to a secured server."""
-    from gridwatch.auth.client import resolve_credentials
-
-    user, password = resolve_credentials(user, password)
-    from gridwatch.auth.subjects import inbox_prefix
-
-    # the per-user inbox: the only replies a restricted account may read (auth.natsconf)
-    login: dict[str, Any] = (
-        {"user": user, "password": password or "", "inbox_prefix": inbox_prefix(user)}
-        if user
-        else {}
-    )
-    from gridwatch.auth.client import tls_context
-
-    ctx = tls_context(tls_ca_file)
-    if ctx is not None:
-        login["tls"] = ctx
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats: %s", exc)
-
-    client: list[NatsClient] = []
-
-    async def on_disconnect() -> None:
-        closing = bool(client) and (client[0].is_draining or client[0].is_closed)
-        log.log(logging.DEBUG if closing else logging.WARNING, "nats: disconnected")
-
-    async def on_reconnect() -> None:
-        log.info("nats: reconnected")
-
-    nc = await nats.connect(
-        servers=[u.strip() for u in url.split(",")],
-        name=name,
-        connect_timeout=connect_timeout_s,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1.0,
-        allow_reconnect=True,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        **login,  # type: ignore[arg-type]
-    )
-    client.append(nc)
-    return nc
 
 
 class Worker:
@@ -191,10 +134,10 @@ class Worker:
         return detector
 
     async def run(self, stop: asyncio.Event) -> None:
-        nc = await connect_nats(
+        nc = await connect(
             self.nats_url,
             name="gridwatch-worker",
-            connect_timeout_s=self.config.nats.connect_timeout_s,
+            connect_timeout=self.config.nats.connect_timeout_s,
             user=self.config.nats.user,
             password=self.config.nats.password,
             tls_ca_file=self.config.nats.tls_ca_file,

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gridwatch.strict import Strict as _Strict
+from gridwatch.config.strict import Strict as _Strict
 
 
 class MotionConfig(_Strict):

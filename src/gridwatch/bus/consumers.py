@@ -1,13 +1,18 @@
-"""Ephemeral, ordered JetStream consumers for the console: replay from a point in time, say
-when the replay is caught up, then follow live.
+"""JetStream consumers, written once: a durable pull loop and ephemeral, ordered readers.
 
-Each browser's live feed gets its own consumers (no acks, in server memory, removed by the
-server shortly after the console lets go), filtered to the browser's scope. Unlike
-:mod:`gridwatch.alerts.tail`, which heals itself to follow forever, a follower here gives up on
-any irregularity (a gap in the delivery sequence, the consumer gone after a server restart) by
-raising :class:`FeedGap`: the feed then closes the browser's connection, and the browser
-reconnects and starts from a fresh replay. Simple, and nothing is ever silently missing from a
-wall.
+* :func:`pull_loop`: a service's durable consumer: fetch batches, handle each message, ack it
+  (nak with a delay when handling fails: it is redelivered), re-create the subscription when
+  the consumer or stream is gone, end when the service stops or the task is cancelled.
+* :func:`read_ordered`: replay every stored message on a subject filter, in order, then stop
+  (an ordered consumer: the case store's replays).
+* :class:`StreamFollower`: an ephemeral consumer that replays from a point in time, says when
+  the replay is caught up, then follows live (the console's feeds). Unlike
+  :mod:`gridwatch.alerts.tail`, which heals itself to follow forever, a follower gives up on
+  any irregularity (a gap in the delivery sequence, the consumer gone after a server restart)
+  by raising :class:`FeedGap`: the console's feed then closes the browser's connection, and
+  the browser reconnects and starts from a fresh replay. Simple, and nothing is ever silently
+  missing from a wall. Each follower has no acks, lives in server memory and is removed by the
+  server shortly after it is let go.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -151,3 +158,78 @@ async def replay(
     finally:
         await f.close()
     return out
+
+
+async def pull_loop(
+    subscribe: Callable[[], Awaitable[Any]],
+    handle: Callable[[Msg], Awaitable[None]],
+    *,
+    stopping: Callable[[], bool],
+    name: str,
+    batch: int = 16,
+    fetch_timeout: float = 1.0,
+    retry_wait: float = 0.5,
+    ack: bool = True,
+    nak_delay: float = 1.0,
+) -> None:
+    """Fetch up to ``batch`` messages at a time from the pull subscription ``subscribe()``
+    returns (called again after the consumer or stream was not found) until ``stopping()``.
+
+    With ``ack``, each message is acked once ``handle`` returns, and nakked with ``nak_delay``
+    when it raises (the server redelivers it). Without, ``handle`` owns the ack (it may hand
+    the message to a task of its own). Cancelling the task ends the loop."""
+    psub = None
+    while not stopping():
+        try:
+            if psub is None:
+                psub = await subscribe()
+            msgs = await psub.fetch(batch, timeout=fetch_timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        except asyncio.CancelledError:
+            raise
+        except (nats.errors.Error, nats.js.errors.Error) as e:
+            log.debug("%s: consumer not available (%s); retrying", name, e)
+            psub = None if isinstance(e, nats.js.errors.NotFoundError) else psub
+            await asyncio.sleep(retry_wait)
+            continue
+        for msg in msgs:
+            if not ack:
+                await handle(msg)
+                continue
+            try:
+                await handle(msg)
+                await msg.ack()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning(
+                    "%s: %s not handled yet (%s); it will be redelivered", name, msg.subject, e
+                )
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=nak_delay)
+
+
+async def read_ordered(
+    js: JetStreamContext, stream: str, subject_filter: str, *, idle_timeout: float = 5.0
+) -> AsyncIterator[Msg]:
+    """Every message stored on ``subject_filter``, in stream order, then stop (a replay)."""
+    sub = await js.subscribe(
+        subject_filter,
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+    )
+    try:
+        info = await sub.consumer_info()
+        # pending counts what is not yet *sent*: a fast server may have sent everything already
+        if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
+            return
+        while True:
+            msg = await sub.next_msg(timeout=idle_timeout)
+            yield msg
+            if msg.metadata.num_pending == 0:
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()  # type: ignore[no-untyped-call]
