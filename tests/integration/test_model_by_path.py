@@ -20,6 +20,7 @@ from gridwatch.config import DetectorConfig
 from gridwatch.detectors import DetectorError, build_detector, detector_kwargs
 from gridwatch.detectors.ir_models import REG_MAX, prepare_onnx_model, prepare_openvino_model
 from gridwatch.detectors.openvino_backend import OpenVinoDetector
+from gridwatch.model import Detections
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 INT8_MODEL = SHARED / "models" / "yolov8n_int8_openvino_model"
@@ -89,16 +90,21 @@ def test_static_int8_ir_runs_at_two_sizes_and_finds_the_people(
 ) -> None:
     frame, gt = towncentre_frame
     counts = {}
-    for imgsz, upscale in ((640, False), (960, True)):
-        det = OpenVinoDetector(
-            str(int8_model), confidence=0.4, imgsz=imgsz, upscale=upscale, warmup=False
-        )
+    for imgsz in (640, 960):
+        det = OpenVinoDetector(str(int8_model), confidence=0.4, imgsz=imgsz, warmup=False)
         assert det.cut_head
         assert det.class_names[0] == "person"
         assert det.class_names[2] == "car"
         assert det.person_class_ids == {0}
-        assert det.native_resolution is not upscale
-        found = det.detect(frame)
+        assert det.native_resolution  # any input size: a detector never scales up
+        # at 960 the frame is enlarged first, as the analyser's "look closer" does
+        scale = imgsz / frame.shape[1] if imgsz > frame.shape[1] else 1.0
+        image = cv2.resize(frame, None, fx=scale, fy=scale) if scale > 1 else frame
+        found = det.detect(image)
+        found = Detections.from_arrays(
+            xyxy=found.xyxy / scale, confidence=found.confidence, class_id=found.class_id,
+            image_size=(690, 388), class_names=found.class_names,
+        )  # fmt: skip
         assert found.image_size == (690, 388)
         people = found.xyxy[np.isin(found.class_id, list(det.person_class_ids))]
         assert {found.class_names[int(c)] for c in found.class_id} <= set(det.class_names.values())
@@ -149,9 +155,9 @@ def test_unknown_person_class_is_refused(int8_model: Path) -> None:
         build_detector(str(int8_model), person_classes=["pedestrian"], backend="openvino")
 
 
-def test_upscale_is_refused_by_backends_without_it() -> None:
-    with pytest.raises(DetectorError, match="upscale"):
-        build_detector("default", backend="ultralytics", upscale=True)
+def test_person_classes_are_refused_by_backends_without_them() -> None:
+    with pytest.raises(DetectorError, match="person_classes"):
+        build_detector("default", backend="ultralytics", person_classes=["person"])
 
 
 # --------------------------------------------------------------------------- a static ONNX

@@ -102,12 +102,11 @@ def test_bad_maps_are_refused() -> None:
         dfl_decode([np.zeros((1, 65, 3, 2), np.float32)], (64, 64))
 
 
-def test_input_plan_upscales_only_when_asked() -> None:
-    assert input_plan((388, 690), max_side=960).input_hw == (416, 704)  # native, padded
-    up = input_plan((388, 690), max_side=960, upscale=True)
-    assert up.input_hw == (544, 960)
-    assert up.scale == pytest.approx(960 / 690)
-    assert input_plan((576, 768), max_side=640, upscale=True).input_hw == (480, 640)
+def test_input_plan_scales_down_never_up() -> None:
+    small = input_plan((388, 690), max_side=960)
+    assert small.input_hw == (416, 704)  # native, padded: enlarging is the analyser's call
+    assert small.scale == 1.0
+    assert input_plan((576, 768), max_side=640).input_hw == (480, 640)
 
 
 def test_person_classes_by_name() -> None:

@@ -60,11 +60,10 @@ def build_detector(
     name = backend.strip().lower()
     if name in ("ultralytics", "darknet"):
         # their defaults are what these backends do anyway; anything else is refused loudly
-        upscale, person_classes = kw.pop("upscale", False), kw.pop("person_classes", None)
-        if upscale or person_classes is not None:
+        person_classes = kw.pop("person_classes", None)
+        if person_classes is not None:
             raise DetectorError(
-                f"detector.upscale and detector.person_classes need backend openvino or onnx, "
-                f"not {backend!r}"
+                f"detector.person_classes needs backend openvino or onnx, not {backend!r}"
             )
     if name == "ultralytics":
         from gridwatch.detectors.ultralytics_backend import UltralyticsDetector

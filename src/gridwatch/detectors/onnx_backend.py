@@ -43,7 +43,6 @@ class OnnxDetector(ExportedDetectorBase):
         agnostic_nms: bool | None = None,
         warmup: bool = True,
         cache_dir: Path | None = None,
-        upscale: bool = False,
         person_classes: Sequence[str] | None = None,
     ) -> None:
         if threads is not None and threads < 1:
@@ -58,7 +57,6 @@ class OnnxDetector(ExportedDetectorBase):
             imgsz=imgsz,
             agnostic_nms=agnostic_nms,
             classes=classes,
-            upscale=upscale,
             person_classes=person_classes,
         )
         try:

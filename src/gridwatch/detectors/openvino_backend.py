@@ -66,7 +66,6 @@ class OpenVinoDetector(ExportedDetectorBase):
         cache_dir: Path | None = None,
         device: str = "CPU",
         shape_cache: int = 64,
-        upscale: bool = False,
         person_classes: Sequence[str] | None = None,
     ) -> None:
         if threads is not None and threads < 1:
@@ -83,7 +82,6 @@ class OpenVinoDetector(ExportedDetectorBase):
             imgsz=imgsz,
             agnostic_nms=agnostic_nms,
             classes=classes,
-            upscale=upscale,
             person_classes=person_classes,
         )
         try:

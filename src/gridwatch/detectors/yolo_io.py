@@ -19,12 +19,9 @@ image's pixels.
 >>> input_plan((160, 288), max_side=640).input_hw
 (160, 288)
 
-With ``upscale`` a small image is scaled **up** until its longer side is ``max_side``: a
-690×388 frame of a dense elevated scene runs at 960×544, where its tiny distant people are
-found (``docs/models.md``), at about twice the cost of 640.
-
->>> input_plan((388, 690), max_side=960, upscale=True).input_hw
-(544, 960)
+Enlarging a small frame ("look closer", ``analysis.upscale``) is the analyser's decision, made
+once for whole frames and region mosaics alike (:mod:`gridwatch.detectors.analyser`): a
+detector never scales an input up.
 """
 
 from __future__ import annotations
@@ -58,10 +55,10 @@ def _ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-def input_plan(image_hw: tuple[int, int], max_side: int, *, upscale: bool = False) -> InputPlan:
+def input_plan(image_hw: tuple[int, int], max_side: int) -> InputPlan:
     """How an image of ``image_hw`` is fed to the model (see the module docs)."""
     h, w = image_hw
-    scale = max_side / max(h, w) if upscale else min(1.0, max_side / max(h, w))
+    scale = min(1.0, max_side / max(h, w))
     rh, rw = (h, w) if scale == 1.0 else (max(1, round(h * scale)), max(1, round(w * scale)))
     return InputPlan((h, w), (rh, rw), (_ceil_to(rh, STRIDE), _ceil_to(rw, STRIDE)), scale)
 
@@ -69,9 +66,7 @@ def input_plan(image_hw: tuple[int, int], max_side: int, *, upscale: bool = Fals
 def to_input(image: ImageBGR, plan: InputPlan, out: npt.NDArray[np.float32]) -> None:
     """Write ``image`` (BGR uint8) into ``out`` (3×H×W float32, RGB, 0..1) per ``plan``."""
     rh, rw = plan.resized_hw
-    # INTER_AREA averages when shrinking; enlarging (``upscale``) is bilinear
-    interp = cv2.INTER_AREA if plan.scale < 1.0 else cv2.INTER_LINEAR
-    src = image if plan.scale == 1.0 else cv2.resize(image, (rw, rh), interpolation=interp)
+    src = image if plan.scale == 1.0 else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
     ih, iw = plan.input_hw
     pad = PAD_VALUE / 255.0
     if (ih, iw) != (rh, rw):
@@ -176,7 +171,6 @@ class ExportedDetectorBase(DetectorInfo):
         imgsz: int,
         agnostic_nms: bool | None,
         classes: Sequence[int] | None,
-        upscale: bool = False,
         person_classes: Sequence[str] | None = None,
     ) -> None:
         from gridwatch.detectors.ir_models import person_ids
@@ -193,12 +187,6 @@ class ExportedDetectorBase(DetectorInfo):
         self.confidence = float(confidence)
         self.iou = float(iou)
         self.imgsz = int(imgsz)
-        self.upscale = bool(upscale)
-        """Images smaller than ``imgsz`` are scaled up to it (else they run at their own size):
-        callers that build region mosaics read this to know small crops will be enlarged."""
-        self.native_resolution = not self.upscale
-        """With ``upscale`` every input is enlarged to ``imgsz``: region mosaics would save
-        nothing, so the analyser runs whole frames (it reads this flag)."""
         self.agnostic_nms = (
             agnostic_nms
             if agnostic_nms is not None
@@ -218,10 +206,7 @@ class ExportedDetectorBase(DetectorInfo):
         if not checked:
             return []
         t0 = time.perf_counter()
-        plans = [
-            input_plan((im.shape[0], im.shape[1]), self.imgsz, upscale=self.upscale)
-            for im in checked
-        ]
+        plans = [input_plan((im.shape[0], im.shape[1]), self.imgsz) for im in checked]
         out: list[Detections | None] = [None] * len(checked)
         calls = 0
         for idx in group_by_input_shape(plans).values():

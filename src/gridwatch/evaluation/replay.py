@@ -172,7 +172,7 @@ def detector_key(detector: Detector, extra: str = "") -> str:
     """What identifies a detector's output for caching: its name, classes and settings."""
     settings = {
         k: getattr(detector, k, None)
-        for k in ("confidence", "iou", "imgsz", "agnostic_nms", "upscale", "precision")
+        for k in ("confidence", "iou", "imgsz", "agnostic_nms", "precision")
     }
     return f"{detector.name}|{sorted(detector.class_names.items())}|{settings}|{extra}"
 
