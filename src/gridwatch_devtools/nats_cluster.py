@@ -150,6 +150,8 @@ class NatsCluster:
         loaded machine), so the cluster is only handed out once one has.
         """
         import nats
+        import nats.errors
+        import nats.js.errors
         from nats.js import api as js_api
 
         nc = await nats.connect(servers=self.urls, connect_timeout=2)
@@ -164,7 +166,17 @@ class NatsCluster:
                     num_replicas=self.size,
                 )
             )
-            await js.publish("_gridwatch.probe", b"ok", timeout=self.startup_timeout)
+            # the stream exists before its group has a leader: until then a publish finds no
+            # responder at once (NoStreamResponseError), which failed this setup once in CI
+            deadline = time.monotonic() + self.startup_timeout
+            while True:
+                try:
+                    await js.publish("_gridwatch.probe", b"ok", timeout=5)
+                    break
+                except (nats.js.errors.NoStreamResponseError, nats.errors.TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
             await js.delete_stream(name)
         finally:
             await nc.close()
