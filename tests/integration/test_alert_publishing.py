@@ -372,6 +372,48 @@ async def test_tail_survives_a_server_restart_without_replaying_history(
     assert [a.message_id for a in got] == [after.message_id]
 
 
+async def test_tail_since_resumes_after_the_last_alert_when_its_consumer_vanishes(
+    nc: NATS, js: JetStreamContext, alert_infra: AlertInfra
+) -> None:
+    """The consumer is removed under a ``since`` tail: it is re-created from the stream
+    sequence after the last alert delivered (not from ``since`` again, nor with both a start
+    time and a start sequence, which the server would refuse)."""
+    pub = AlertPublisher(nc)
+    old = [make_alert(started_at=float(i)) for i in range(2)]
+    for a in old:
+        await asyncio.wait_for(pub.publish(a), T)
+
+    got: list[Alert] = []
+    stop = asyncio.Event()
+
+    async def follow() -> None:
+        async for a in iter_alerts(
+            nc, since=dt.timedelta(minutes=5), stop=stop, idle_heartbeat=0.5, check_interval=0.3
+        ):
+            got.append(a)
+
+    task = asyncio.create_task(follow())
+    await wait_until(lambda: len(got) == 2)
+    tails = [
+        c.name
+        for c in await asyncio.wait_for(js.consumers_info(ALERTS_STREAM), T)
+        if c.name.startswith("gw_tail_")
+    ]
+    assert len(tails) == 1
+    await asyncio.wait_for(js.delete_consumer(ALERTS_STREAM, tails[0]), T)
+    await asyncio.sleep(1.0)  # quiet spells find it gone and re-create it
+    after = make_alert(started_at=2.0)
+    await asyncio.wait_for(pub.publish(after), T)
+    await wait_until(lambda: len(got) >= 3)
+    await asyncio.sleep(0.5)  # anything replayed would show up now
+    stop.set()
+    await asyncio.wait_for(task, T)
+
+    assert [a.message_id for a in got] == [a.message_id for a in [*old, after]]
+    now = [c.name for c in await asyncio.wait_for(js.consumers_info(ALERTS_STREAM), T)]
+    assert tails[0] not in now
+
+
 def test_format_alert_line_names_the_snapshot_command() -> None:
     alert = make_alert(with_snapshot=True, count=7)
     line = format_alert_line(alert)

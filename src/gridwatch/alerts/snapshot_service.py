@@ -15,8 +15,9 @@ whenever that metadata is missing or malformed (fail closed; see
 published on ``gw.v1.audit.snapshot.<grid>`` to stream GW_AUDIT, and the full picture is sent
 only once JetStream has acknowledged that record (otherwise ``Gw-Error: audit``).
 
-Reply: the JPEG as the body with header ``Gw-Variant: blurred|full``; or an empty body with
-``Gw-Error: <code>`` and ``Gw-Message``.
+Request and reply go through :mod:`gridwatch.bus.rpc` (a binary reply): the JPEG as the body
+with header ``Gw-Variant: blurred|full``; or an empty body with ``Gw-Error: <code>`` and
+``Gw-Message``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from gridwatch.auth.subjects import (
 )
 from gridwatch.bus.messages import SnapshotMeta
 from gridwatch.bus.names import SNAPSHOT_SERVICE_QUEUE
+from gridwatch.bus.rpc import BytesReply, RequestError, request_bytes, respond
 from gridwatch.bus.service import Service
 from gridwatch.config import GridwatchConfig
 from gridwatch.console.audit import ensure_audit_stream
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_GROUP = SNAPSHOT_SERVICE_QUEUE
 Variant = Literal["blurred", "full"]
+VARIANT_HEADER = "Gw-Variant"
 
 
 class SnapshotRequest(BaseModel):
@@ -64,10 +67,8 @@ class SnapshotRequest(BaseModel):
     variant: Variant = Field(default="blurred", description="blurred (default) or full.")
 
 
-class SnapshotDenied(RuntimeError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class SnapshotDenied(RequestError):
+    """The service refuses a request (``code``: forbidden, not_found, invalid, audit)."""
 
 
 def pixelate(img: npt.NDArray[np.uint8], x1: int, y1: int, x2: int, y2: int, block: int) -> None:
@@ -262,22 +263,19 @@ class SnapshotService(Service):
             req = SnapshotRequest.model_validate_json(msg.data)
             data, variant = await self.serve(grid, user, req)
             self.served += 1
-            await self.nc.publish(msg.reply, data, headers={"Gw-Variant": variant})
+            await respond(msg, BytesReply(data, {VARIANT_HEADER: variant}))
         except Exception as e:
             code = e.code if isinstance(e, SnapshotDenied) else "invalid"
             if not isinstance(e, SnapshotDenied | ValueError):
                 log.exception("snapshot request on %s failed", msg.subject)
                 code = "unavailable"
             with contextlib.suppress(Exception):
-                await self.nc.publish(
-                    msg.reply, b"", headers={"Gw-Error": code, "Gw-Message": str(e)[:200]}
-                )
+                await respond(msg, BytesReply.failure(code, str(e)))
 
 
-class SnapshotRequestError(RuntimeError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class SnapshotRequestError(RequestError):
+    """The snapshot service refused (``code`` as :class:`SnapshotDenied`) or was not there
+    (``unavailable``, ``timeout``)."""
 
 
 async def request_snapshot(
@@ -289,13 +287,15 @@ async def request_snapshot(
     variant: Variant = "blurred",
     reply_timeout: float = 10.0,
 ) -> tuple[bytes, str]:
-    """Ask the snapshot service; returns (JPEG, variant served)."""
-    msg = await nc.request(
+    """Ask the snapshot service; returns (JPEG, variant served). Raises
+    :class:`SnapshotRequestError`."""
+    reply = await request_bytes(
+        nc,
         snapshot_request_subject(grid, user),
-        SnapshotRequest(name=name, variant=variant).model_dump_json().encode(),
-        timeout=reply_timeout,
+        SnapshotRequest(name=name, variant=variant),
+        wait_s=reply_timeout,
+        error=SnapshotRequestError,
+        unavailable="the snapshot service is not running",
+        no_answer="the snapshot service did not answer",
     )
-    headers = msg.headers or {}
-    if "Gw-Error" in headers:
-        raise SnapshotRequestError(headers["Gw-Error"], headers.get("Gw-Message", ""))
-    return bytes(msg.data), headers.get("Gw-Variant", "blurred")
+    return reply.data, reply.headers.get(VARIANT_HEADER, "blurred")

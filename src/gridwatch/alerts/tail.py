@@ -4,10 +4,10 @@ An ephemeral JetStream consumer, not a core subscription: it delivers in stream 
 start in the past (``since``) and then keeps following, resumes after the last alert it
 delivered when the consumer is lost (server restart) or skips messages, and leaves nothing
 behind on the server (no acks, in-memory, removed by the server once the client goes away).
-It is "ordered" in the NATS sense, implemented here rather than with nats.py's
-``ordered_consumer=True``, whose recovery is wrong in two ways (see :class:`_Follower`). The
-filter is :func:`~gridwatch.alerts.subjects.alert_filter`, so a grid's responder asks only for
-their grid, which is also all their NATS permissions allow.
+It is the bus layer's :class:`~gridwatch.bus.consumers.StreamFollower` with ``heal`` (see there
+why not nats.py's ``ordered_consumer=True``). The filter is
+:func:`~gridwatch.alerts.subjects.alert_filter`, so a grid's responder asks only for their grid,
+which is also all their NATS permissions allow.
 
 A message that is not a valid :class:`Alert` (another schema version, a hand-published test) is
 logged and skipped: one bad message must not stop an operator's feed.
@@ -19,22 +19,20 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js import api as js_api
+from nats.js.client import DEFAULT_JS_SUB_PENDING_BYTES_LIMIT, DEFAULT_JS_SUB_PENDING_MSGS_LIMIT
 from pydantic import ValidationError
 
 from gridwatch.alerts.snapshots import SnapshotStore
 from gridwatch.alerts.subjects import ALERTS_STREAM, SNAPSHOT_BUCKET, alert_filter
 from gridwatch.bus.connect import connect
+from gridwatch.bus.consumers import FeedGap, StreamFollower
 from gridwatch.bus.names import TAIL_CONSUMER_PREFIX
 from gridwatch.model import Alert
 
@@ -67,154 +65,31 @@ def parse_alert(msg: Msg) -> Alert | None:
         return None
 
 
-class _Follower:
-    """A self-healing ephemeral push consumer that resumes after the last alert it delivered.
-
-    Why not nats.py's ``ordered_consumer=True``: measured with nats.py 2.16 and a server
-    restart, its automatic reset restarts at ``last stream seq + 1`` with 0 as the "last" when
-    nothing was delivered yet, so a NEW tail replays the whole stream (30 days of alerts), and
-    it keeps the original ``opt_start_time`` next to the new start sequence, which the server
-    rejects, so a ``since`` tail stops for good. Here the start is resolved once (NEW becomes
-    "after the stream's last sequence now"), and the consumer is recreated from the last
-    delivered sequence when it has vanished (server restart) or skipped messages.
-    """
-
-    def __init__(
-        self,
-        nc: NATS,
-        subject: str,
-        since: dt.timedelta | dt.datetime | None,
-        idle_heartbeat: float,
-        check_interval: float,
-    ) -> None:
-        self._js = nc.jetstream()
-        self.subject = subject
-        self._since = _start_time(since) if since is not None else None
-        self._idle_heartbeat = idle_heartbeat
-        self.check_interval = check_interval
-        self._new_from: int | None = None
-        self._last_sseq: int | None = None
-        self._next_dseq = 1
-        self._sub: JetStreamContext.PushSubscription | None = None
-
-    def _config(self) -> js_api.ConsumerConfig:
-        cfg = js_api.ConsumerConfig(
-            # A name makes nats.py use the create API subject that carries the filter
-            # ($JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>), so NATS permissions can limit
-            # a grid's users to consumers on their own grid's subjects.
-            name=f"{TAIL_CONSUMER_PREFIX}_{uuid.uuid4().hex[:16]}",
-            ack_policy=js_api.AckPolicy.NONE,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=max(30.0, 4 * self._idle_heartbeat),
-        )
-        if self._last_sseq is not None:
-            cfg.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
-            cfg.opt_start_seq = self._last_sseq + 1
-        elif self._since is not None:
-            cfg.deliver_policy = js_api.DeliverPolicy.BY_START_TIME
-            cfg.opt_start_time = self._since
-        elif self._new_from is not None:
-            cfg.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
-            cfg.opt_start_seq = self._new_from
-        else:
-            cfg.deliver_policy = js_api.DeliverPolicy.NEW
-        return cfg
-
-    async def wait_for_stream(self, stop: asyncio.Event | None, poll_s: float = 1.0) -> bool:
-        """Open the consumer, waiting until the alert stream exists (a tail started before any
-        worker); False when ``stop`` is set first. No stream info is asked for: people may
-        not (its subject list would show every grid)."""
-        warned = False
-        while stop is None or not stop.is_set():
-            try:
-                await self.open()
-                return True
-            except nats.js.errors.NotFoundError:
-                if not warned:
-                    log.warning("stream %s does not exist yet; waiting for a worker", ALERTS_STREAM)
-                    warned = True
-            await asyncio.sleep(poll_s)
-        return False
-
-    async def open(self) -> None:
-        cfg = self._config()
-        self._sub = await self._js.subscribe(
-            self.subject,
-            stream=ALERTS_STREAM,
-            config=cfg,
-            flow_control=True,
-            idle_heartbeat=self._idle_heartbeat,
-        )
-        self._next_dseq = 1
-        if cfg.deliver_policy is js_api.DeliverPolicy.NEW:
-            # where "new" began, so a consumer recreated before anything arrived resumes there
-            info = await self._sub.consumer_info()
-            last = info.delivered.stream_seq if info.delivered is not None else 0
-            self._new_from = (last or 0) + 1
-        log.debug(
-            "following %s from %s",
-            self.subject,
-            cfg.opt_start_seq if cfg.opt_start_seq is not None else cfg.opt_start_time,
-        )
-
-    async def close(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()  # type: ignore[no-untyped-call]
-
-    async def _reopen(self, why: str) -> None:
-        log.info(
-            "alert consumer on %s: %s; resuming after seq %s", self.subject, why, self._last_sseq
-        )
-        await self.close()
-        await self.open()
-
-    async def next(self) -> Msg:
-        """The next message in stream order, waiting as long as it takes."""
-        while True:
-            if self._sub is None:
-                try:
-                    await self.open()
-                except (nats.errors.Error, TimeoutError) as e:
-                    log.debug("consumer not recreated yet (%s), retrying", type(e).__name__)
-                    await asyncio.sleep(self.check_interval)
-                    continue
-            assert self._sub is not None
-            try:
-                msg = await self._sub.next_msg(timeout=self.check_interval)
-            except nats.errors.TimeoutError:
-                await self._check_alive()
-                continue
-            meta = msg.metadata
-            if meta.sequence.consumer != self._next_dseq:
-                # Messages were dropped on the way (slow consumer): take them again.
-                await self._reopen(
-                    f"delivery gap (got {meta.sequence.consumer}, expected {self._next_dseq})"
-                )
-                continue
-            self._next_dseq += 1
-            self._last_sseq = meta.sequence.stream
-            return msg
-
-    async def _check_alive(self) -> None:
-        """After a quiet spell, make sure the consumer still exists on the server and has not
-        sent messages that never arrived (lost during a reconnect, with nothing after them to
-        reveal the gap)."""
-        assert self._sub is not None
+async def _open_when_the_stream_exists(
+    follower: StreamFollower, stop: asyncio.Event | None, poll_s: float = 1.0
+) -> bool:
+    """Open the consumer, waiting until the alert stream exists (a tail started before any
+    worker); False when ``stop`` is set first. No stream info is asked for: people may not (its
+    subject list would show every grid)."""
+    warned = False
+    while stop is None or not stop.is_set():
         try:
-            info = await asyncio.wait_for(self._sub.consumer_info(), self.check_interval)
+            await follower.open()
+            return True
         except nats.js.errors.NotFoundError:
-            await self.close()  # gone (server restart): next() recreates it
-            log.info("alert consumer on %s vanished; recreating it", self.subject)
-            return
-        except (nats.errors.Error, TimeoutError) as e:
-            log.debug("consumer check failed (%s); will check again", type(e).__name__)
-            return
-        sent = info.delivered.consumer_seq if info.delivered is not None else 0
-        if sent >= self._next_dseq and self._sub.pending_msgs == 0:
-            await self._reopen(f"server sent up to {sent}, received {self._next_dseq - 1}")
+            if not warned:
+                log.warning("stream %s does not exist yet; waiting for a worker", ALERTS_STREAM)
+                warned = True
+        await asyncio.sleep(poll_s)
+    return False
+
+
+async def _next_message(follower: StreamFollower, check_interval: float) -> Msg:
+    """The follower's next message, waiting as long as it takes."""
+    while True:
+        msg = await follower.next(check_interval)
+        if msg is not None:
+            return msg
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -248,16 +123,27 @@ async def iter_alerts(
         if isinstance(nc_or_url, str)
         else nc_or_url
     )
-    follower = _Follower(nc, alert_filter(grid, camera), since, idle_heartbeat, check_interval)
+    follower = StreamFollower(
+        nc.jetstream(),
+        ALERTS_STREAM,
+        alert_filter(grid, camera),
+        start=_start_time(since) if since is not None else None,
+        idle_heartbeat=idle_heartbeat,
+        prefix=TAIL_CONSUMER_PREFIX,
+        heal=True,
+        # nats.py's own limits: a tail of many days' alerts is read at the terminal's pace
+        pending_msgs_limit=DEFAULT_JS_SUB_PENDING_MSGS_LIMIT,
+        pending_bytes_limit=DEFAULT_JS_SUB_PENDING_BYTES_LIMIT,
+    )
     stop_wait: asyncio.Task[bool] | None = (
         asyncio.ensure_future(stop.wait()) if stop is not None else None
     )
     get: asyncio.Task[Msg] | None = None
     try:
-        if not await follower.wait_for_stream(stop):
+        if not await _open_when_the_stream_exists(follower, stop):
             return
         while stop is None or not stop.is_set():
-            get = asyncio.ensure_future(follower.next())
+            get = asyncio.ensure_future(_next_message(follower, check_interval))
             try:
                 if stop_wait is None:
                     msg = await get
@@ -266,7 +152,7 @@ async def iter_alerts(
                     if not get.done():
                         break
                     msg = get.result()
-            except nats.errors.ConnectionClosedError:
+            except (FeedGap, nats.errors.ConnectionClosedError):
                 log.info("connection closed: alert tail on %s ends", follower.subject)
                 break
             get = None

@@ -14,10 +14,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client as NATS
 
-from gridwatch.alerts.snapshot_service import SnapshotRequestError, request_snapshot
+from gridwatch.alerts.snapshot_service import request_snapshot
 from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject
 from gridwatch.alerts.tail import parse_alert
 from gridwatch.auth.models import UserConfig
@@ -101,19 +100,14 @@ class ConsoleBackend:
     ) -> tuple[bytes, str]:
         """The JPEG as the snapshot service serves it to ``user`` (blurred unless ``full`` and
         their role may); (data, variant served). Raises SnapshotRequestError."""
-        try:
-            return await request_snapshot(
-                self.nc,
-                grid=grid,
-                user=user.name,
-                name=name,
-                variant="full" if full else "blurred",
-                reply_timeout=self.timeout,
-            )
-        except nats.errors.NoRespondersError as e:
-            raise SnapshotRequestError("unavailable", "the snapshot service is not running") from e
-        except nats.errors.TimeoutError as e:
-            raise SnapshotRequestError("timeout", "the snapshot service did not answer") from e
+        return await request_snapshot(
+            self.nc,
+            grid=grid,
+            user=user.name,
+            name=name,
+            variant="full" if full else "blurred",
+            reply_timeout=self.timeout,
+        )
 
     async def register_push(
         self, user: UserConfig, subscription: dict[str, Any], *, max_per_user: int | None = None
