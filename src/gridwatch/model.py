@@ -284,6 +284,11 @@ class Alert(BaseModel):
     boxes: list[tuple[float, float, float, float]] = Field(
         description="Normalized xyxy of the objects counted."
     )
+    clip: str | None = Field(
+        default=None,
+        description="Object name of the incident's evidence clip in the gw_clips object store "
+        "(raised alerts; stored post_s after the onset, so it may not be there yet).",
+    )
     snapshot: str | None = Field(
         default=None, description="Object name in the gw_snapshots object store bucket."
     )
@@ -300,6 +305,7 @@ class Alert(BaseModel):
         camera_name: str,
         grid_id: str,
         snapshot: str | None,
+        clip: str | None = None,
         severity: str = "warning",
     ) -> Alert:
         incident = event.incident_id(camera_id)
@@ -319,6 +325,7 @@ class Alert(BaseModel):
             peak_count=event.peak_count,
             boxes=[tuple(round(v, 4) for v in b) for b in event.boxes],  # type: ignore[misc]
             snapshot=snapshot,
+            clip=clip,
             severity=severity,
             reason=event.reason,
             details=dict(event.details),

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.config import DetectorConfig
-from gridwatch.detectors import DetectorError, build_detector, detector_kwargs
+from gridwatch.config import parse_config
+from gridwatch.detectors import DetectorError, OpenVinoDetectorConfig, build_detector
 from gridwatch.detectors.ir_models import REG_MAX, prepare_onnx_model, prepare_openvino_model
 from gridwatch.detectors.openvino_backend import OpenVinoDetector
 from gridwatch.model import Detections
@@ -123,12 +123,12 @@ def test_static_int8_ir_runs_at_two_sizes_and_finds_the_people(
 
 
 def test_ir_by_xml_through_the_config(int8_model: Path) -> None:
-    cfg = DetectorConfig(
-        model=str(int8_model / "yolov8n.xml"), imgsz=320, confidence=0.3, person_classes=["person"]
-    )
-    kw = detector_kwargs(cfg)
-    assert kw["person_classes"] == ["person"]
-    det = build_detector(cfg.model, cfg.confidence, warmup=False, **kw)
+    xml = int8_model / "yolov8n.xml"
+    text = f"detector: {{model: '{xml}', imgsz: 320, confidence: 0.3, person_classes: [person]}}"
+    cfg = parse_config(text).detector  # no backend: openvino
+    assert isinstance(cfg, OpenVinoDetectorConfig)
+    assert cfg.person_classes == ["person"]
+    det = cfg.build(warmup=False)
     assert det.name.startswith("openvino:yolov8n:")
     frame = np.full((240, 320, 3), 114, np.uint8)
     assert len(det.detect(frame)) == 0  # grey: nothing, and no crash at a non-square size

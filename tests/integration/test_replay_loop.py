@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gridwatch.detectors import with_backend
 from gridwatch.evaluation.recipes import build_clip
 from gridwatch.evaluation.replay import replay
 from gridwatch.evaluation.runner import DetectorPool
@@ -25,9 +26,7 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 def crowd_clip() -> tuple[object, Path]:
     sc = load_scenario(SCENARIOS / "crowding" / "gate-apron-crowd")
     assert sc.recipe is not None
-    config = sc.config.model_copy(
-        update={"detector": sc.config.detector.model_copy(update={"backend": "openvino"})}
-    )
+    config = sc.config.model_copy(update={"detector": with_backend(sc.config.detector, "openvino")})
     return config, build_clip(sc.recipe)
 
 

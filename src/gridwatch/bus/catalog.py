@@ -22,6 +22,7 @@ from gridwatch.bus.names import (
     CASES_KV,
     CASES_PREFIX,
     CASES_STREAM,
+    CLIP_BUCKET,
     LEASES_KV,
     NOTIFY_SENT_KV,
     PUSH_SUBS_KV,
@@ -137,6 +138,8 @@ class ObjectStoreSpec:
     description: str
     ttl_s: float
     replicas: int = 1
+    max_bytes: int | None = None
+    """Size limit of the whole store (None: none); the oldest objects go first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,8 @@ class InfraSettings:
     audit_max_msgs: int = DEFAULT_AUDIT_MAX_MSGS
     push_subscription_ttl_s: float | None = None
     registry_history: int = 16
+    clip_ttl_s: float = 7 * DAY_S
+    clip_max_bytes: int = 8 * 1024**3
 
     @classmethod
     def from_config(cls, config: GridwatchConfig) -> InfraSettings:
@@ -170,6 +175,8 @@ class InfraSettings:
             audit_max_msgs=cs.audit_max_msgs,
             push_subscription_ttl_s=config.notify.push_subscription_ttl_days * DAY_S,
             registry_history=config.registry.history,
+            clip_ttl_s=a.clips.retention_days * DAY_S,
+            clip_max_bytes=a.clips.max_bytes,
         )
 
 
@@ -194,6 +201,18 @@ def alerts_stream(
         duplicate_window_s=duplicate_window_s,
         replicas=replicas,
         owns=("subjects", "max_age", "duplicate_window", "num_replicas"),
+    )
+
+
+def clips_store(*, ttl_s: float, max_bytes: int, replicas: int = 1) -> ObjectStoreSpec:
+    """``gw_clips``: its own age and size limits, apart from the snapshots' (video is ~100×
+    a snapshot's size; a deployment keeps clips for days, snapshots as long as alerts)."""
+    return ObjectStoreSpec(
+        bucket=CLIP_BUCKET,
+        description="gridwatch alert evidence clips (MP4 of the camera's own packets)",
+        ttl_s=ttl_s,
+        replicas=replicas,
+        max_bytes=max_bytes,
     )
 
 

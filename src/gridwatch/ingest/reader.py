@@ -17,6 +17,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -24,9 +25,11 @@ from typing import Any, cast
 import av
 import numpy as np
 import numpy.typing as npt
+from av.bitstream import BitStreamFilterContext
 from av.video.reformatter import VideoReformatter
 
 from gridwatch.ingest.latest import LatestSlot
+from gridwatch.ingest.packet_ring import PacketRing, StreamParams
 from gridwatch.ingest.urls import redact_text
 from gridwatch.model import Frame
 
@@ -144,6 +147,7 @@ class CameraReader:
         read_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         slot: LatestSlot[RawFrame] | None = None,
+        ring: PacketRing | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.url = url
@@ -152,6 +156,8 @@ class CameraReader:
         self.read_timeout_s = read_timeout_s
         self.backoff = backoff or Backoff()
         self.slot: LatestSlot[RawFrame] = slot or LatestSlot()
+        self.ring = ring
+        """Every packet received is kept here too (evidence clips), when set."""
         self.stats = ReaderStats()
         self._stop = threading.Event()
         self._want_keyframes = False
@@ -252,6 +258,7 @@ class CameraReader:
             self.stats.stream_fps = float(rate) if rate else 0.0
             time_base = float(stream.time_base) if stream.time_base else None
             pace = not is_network_url(self.url)
+            keep = self._ring_keeper(stream)
             while not self._stop.is_set():
                 started = time.monotonic()
                 first_pts: float | None = None
@@ -261,6 +268,8 @@ class CameraReader:
                     if packet.size == 0:  # flush packet at the end
                         continue
                     self.stats.packets += 1
+                    if keep is not None:
+                        keep(packet, time_base)
                     if packet.is_keyframe:
                         self.stats.keyframe_packets += 1
                         now = time.monotonic()
@@ -304,6 +313,46 @@ class CameraReader:
             return False
         finally:
             container.close()
+
+    def _ring_keeper(self, stream: Any) -> Callable[[Any, float | None], None] | None:
+        """How this stream's packets go into the ring (None: no ring).
+
+        Cameras send H.264/H.265 in Annex B (parameter sets in band); an MP4 file (a file
+        standing in for a camera) holds them length-prefixed with the parameter sets in the
+        file's header, so its packets go through FFmpeg's ``*_mp4toannexb`` filter first, into
+        the same form (a copy of the packet: the decoder still gets the original)."""
+        ring = self.ring
+        if ring is None:
+            return None
+        ctx = stream.codec_context
+        extradata = bytes(ctx.extradata or b"")
+        rate = stream.average_rate or stream.guessed_rate
+        convert = None
+        if extradata[:1] == b"\x01" and ctx.name in ("h264", "hevc"):
+            convert = BitStreamFilterContext(f"{ctx.name}_mp4toannexb", in_stream=stream)
+            extradata = b""  # in band after the filter
+        ring.set_stream(
+            StreamParams(
+                codec=str(ctx.name),
+                width=int(ctx.width or 0),
+                height=int(ctx.height or 0),
+                extradata=extradata,
+                fps=float(rate) if rate else 0.0,
+            )
+        )
+
+        def keep(packet: Any, time_base: float | None) -> None:
+            media = float(packet.pts * time_base) if packet.pts is not None and time_base else None
+            key, now = bool(packet.is_keyframe), time.time()
+            if convert is None:
+                ring.add(bytes(packet), media_s=media, wall_ts=now, keyframe=key)
+                return
+            copy = av.Packet(bytes(packet))
+            copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+            for out in convert.filter(copy):
+                ring.add(bytes(out), media_s=media, wall_ts=now, keyframe=key)
+
+        return keep
 
     def _emit(self, vf: av.VideoFrame, pts_s: float | None) -> None:
         now_mono = time.monotonic()

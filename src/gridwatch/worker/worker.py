@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import statistics
@@ -35,9 +34,9 @@ from gridwatch.alerts.spool import AlertSpool, SpoolingPublisher
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.alerts.subjects import health_subject
 from gridwatch.bus.connect import connect
+from gridwatch.bus.infra import ensure_clip_store
 from gridwatch.bus.messages import CameraHealth
 from gridwatch.config import CameraConfig, GridwatchConfig
-from gridwatch.detectors import build_detector, detector_kwargs
 from gridwatch.detectors.analyser import CameraAnalyser
 from gridwatch.detectors.analyser import settings_from_config as analysis_settings
 from gridwatch.detectors.base import Detector
@@ -49,6 +48,7 @@ from gridwatch.model import Alert, Frame, IncidentEvent, IncidentState
 from gridwatch.rules.base import CAMERA_STOPPED, WORKER_STOPPED
 from gridwatch.rules.engine import CameraRules, RuleBuildError
 from gridwatch.tracking import CameraTracker
+from gridwatch.worker.clips import ClipRecorder
 from gridwatch.worker.metrics import CameraFigures, WorkerFigures, WorkerMetrics
 from gridwatch.worker.pipeline import CameraPipeline
 
@@ -121,16 +121,16 @@ class Worker:
         """Cameras from the gw_cameras KV bucket, followed live, instead of config.cameras."""
         self.leases: LeaseManager[CameraConfig] | None = None
         """With ``leases.enabled``: runs only the cameras this worker holds leases on."""
+        self.clips: ClipRecorder | None = None
+        """With ``alerts.clips.enabled``: packet rings and a clip per raised alert."""
 
     async def _load_detector(self) -> Detector:
         if self._detector is not None:
             return self._detector
         d = self.config.detector
         t0 = time.perf_counter()
-        detector = await asyncio.to_thread(
-            functools.partial(build_detector, d.model, d.confidence, **detector_kwargs(d))
-        )
-        log.info("detector %s loaded in %.1fs", d.model, time.perf_counter() - t0)
+        detector = await asyncio.to_thread(d.build)
+        log.info("detector %s (%s) loaded in %.1fs", d.model, d.backend, time.perf_counter() - t0)
         return detector
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -175,6 +175,15 @@ class Worker:
                 on_stored=lambda alert, _result: self._stored(alert),
             )
             tasks.append(asyncio.create_task(publisher.run_replay()))
+            clips = self.config.alerts.clips
+            if clips.enabled:
+                store = await ensure_clip_store(
+                    nc.jetstream(timeout=30.0),
+                    ttl_s=clips.retention_days * 86400,
+                    max_bytes=clips.max_bytes,
+                    replicas=self.config.nats.replicas,
+                )
+                self.clips = ClipRecorder(store, clips)
             self._detector = await self._load_detector()
             self._start_inference()
             if self.config.leases.enabled:
@@ -205,6 +214,9 @@ class Worker:
             if publisher is not None:  # the cameras' last `cleared` alerts (spooled if need be)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._send_pending(publisher), 10)
+            if self.clips is not None:  # pending clips, cut short with what the rings hold
+                with contextlib.suppress(Exception):
+                    await self.clips.close()
             self._inference.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(self._stop_inference)
             with contextlib.suppress(Exception):
@@ -275,7 +287,12 @@ class Worker:
         except RuleBuildError as exc:  # e.g. vehicle_stop with a model that has no vehicles
             log.error("camera %s not started: %s", cam.id, exc)
             return False
-        reader = CameraReader(cam.id, cam.sub_url or cam.url, loop=cam.loop)
+        reader = CameraReader(
+            cam.id,
+            cam.sub_url or cam.url,
+            loop=cam.loop,
+            ring=self.clips.ring_for(cam.id) if self.clips is not None else None,
+        )
         # crowding counts every person found; tracks carry ids for the rules that need them
         # (ByteTrack confirms only about 40% of walkers at 2 fps: see docs/performance.md)
         tracker = CameraTracker(frame_rate=cam.analysis_fps, camera_id=cam.id, keep_unmatched=True)
@@ -338,6 +355,8 @@ class Worker:
                 await self._enqueue(pipeline.camera, event, pipeline.last_frame, rules)
         if self.analysers.pop(camera_id, None) is not None:
             self.metrics.forget_camera(camera_id)
+        if self.clips is not None:
+            self.clips.forget(camera_id)
         if reader is not None:
             await asyncio.to_thread(reader.stop, 10.0)
             log.info("camera %s stopped", camera_id)
@@ -447,6 +466,7 @@ class Worker:
             if item.frame is None
             else snapshot_name(cam.id, alert_id, event.state.value, event.sequence)
         )
+        raised = event.state is IncidentState.RAISED
         alert = Alert.from_event(
             event,
             camera_id=cam.id,
@@ -454,7 +474,12 @@ class Worker:
             grid_id=grid_id,
             snapshot=snap_name,
             severity=severity,
+            clip=self.clips.clip_for(cam.id, alert_id) if raised and self.clips else None,
         )
+        if alert.clip is not None and self.clips is not None:
+            # the clip's onset: the moment the alert was raised (observed_at); the condition
+            # began min_duration_s before (started_at), inside the pre-roll for short rules
+            self.clips.schedule(alert, event.observed_at)
         if item.frame is None:
             result = await publisher.publish(alert)
         else:
