@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from gridwatch.worker import Worker
 from gridwatch.worker.clips import (
     CLIP_ALERT_HEADER,
     CLIP_GRID_HEADER,
+    CLIP_MASKS_HEADER,
     CLIP_PRE_ROLL_HEADER,
     CLIP_SHORT_HEADER,
 )
@@ -58,6 +60,7 @@ cameras:
     analysis_fps: 2
     zones: [{{id: all, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}]
     rules: [{{type: crowding, zone: all, min_count: 1, min_duration_s: 5, clear_after_s: 60}}]
+    privacy_masks: [{{id: home, polygon: [[0.84, 0.33], [1, 0.33], [1, 0.8], [0.84, 0.8]]}}]
 """
     )
     stop = asyncio.Event()
@@ -90,6 +93,10 @@ cameras:
         assert headers[CLIP_ALERT_HEADER] == alert.id
         assert headers[CLIP_GRID_HEADER] == "g1"
         assert CLIP_SHORT_HEADER not in headers
+        # the clip is the camera's own packets: whoever serves it must paint the masks
+        assert json.loads(headers[CLIP_MASKS_HEADER]) == [
+            [[0.84, 0.33], [1.0, 0.33], [1.0, 0.8], [0.84, 0.8]]
+        ]
         onset = float(headers[CLIP_PRE_ROLL_HEADER])
         assert onset >= PRE_S  # from the keyframe at or before onset - pre_s
 

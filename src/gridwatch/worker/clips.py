@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nats.js import api as js_api
@@ -43,6 +44,10 @@ CLIP_ONSET_HEADER = "Gw-Onset"
 CLIP_PRE_ROLL_HEADER = "Gw-Pre-Roll"
 CLIP_SHORT_HEADER = "Gw-Pre-Roll-Short"
 """Present ("1") when the ring held less than ``pre_s`` before the onset."""
+CLIP_MASKS_HEADER = "Gw-Masks"
+"""JSON list of the camera's privacy-mask polygons (normalized ``[[x, y], ...]``) at the time
+of the clip: the stored clip is the camera's own packets, so whoever serves it to people must
+paint these first (issue 14, item 2). Absent: the camera had no masks."""
 
 
 def clip_name(camera_id: str, alert_id: str) -> str:
@@ -109,8 +114,11 @@ class ClipRecorder:
             return None
         return clip_name(camera_id, alert_id)
 
-    def schedule(self, alert: Alert, onset_ts: float) -> bool:
-        """Cut and store ``alert``'s clip ``post_s`` after ``onset_ts`` (epoch seconds)."""
+    def schedule(
+        self, alert: Alert, onset_ts: float, masks: Sequence[Sequence[Sequence[float]]] = ()
+    ) -> bool:
+        """Cut and store ``alert``'s clip ``post_s`` after ``onset_ts`` (epoch seconds);
+        ``masks``: the camera's privacy-mask polygons, recorded with the clip."""
         ring = self._rings.get(alert.camera_id)
         if ring is None:
             return False
@@ -118,12 +126,15 @@ class ClipRecorder:
             self.stats.dropped += 1
             log.warning("clip of alert %s dropped: %d clips pending", alert.id, len(self._pending))
             return False
-        task = asyncio.create_task(self._record(alert, ring, onset_ts))
+        polygons = [[[float(x), float(y)] for x, y in m] for m in masks]
+        task = asyncio.create_task(self._record(alert, ring, onset_ts, polygons))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         return True
 
-    async def _record(self, alert: Alert, ring: PacketRing, onset_ts: float) -> None:
+    async def _record(
+        self, alert: Alert, ring: PacketRing, onset_ts: float, masks: list[list[list[float]]]
+    ) -> None:
         s = self.settings
         due = onset_ts + s.post_s
         with contextlib.suppress(TimeoutError):
@@ -132,7 +143,7 @@ class ClipRecorder:
         try:
             packets = ring.window(onset_ts - s.pre_s, due)
             clip = await asyncio.to_thread(cut_clip, packets, ring.params, onset_ts)
-            await asyncio.wait_for(self._put(name, alert, clip), self.op_timeout_s)
+            await asyncio.wait_for(self._put(name, alert, clip, masks), self.op_timeout_s)
         except (ClipError, TimeoutError, OSError, ValueError) as e:
             self.stats.failed += 1
             log.warning("clip %s not stored: %s", name, e)
@@ -164,7 +175,9 @@ class ClipRecorder:
             len(clip.mp4),
         )
 
-    async def _put(self, name: str, alert: Alert, clip: Clip) -> None:
+    async def _put(
+        self, name: str, alert: Alert, clip: Clip, masks: list[list[list[float]]]
+    ) -> None:
         headers = {
             CLIP_ALERT_HEADER: alert.id,
             CLIP_GRID_HEADER: alert.grid_id,
@@ -174,6 +187,8 @@ class ClipRecorder:
         }
         if clip.pre_roll_s < self.settings.pre_s - 0.5:
             headers[CLIP_SHORT_HEADER] = "1"
+        if masks:
+            headers[CLIP_MASKS_HEADER] = json.dumps(masks, separators=(",", ":"))
         meta = js_api.ObjectMeta(
             name=name,
             description="gridwatch alert evidence clip",

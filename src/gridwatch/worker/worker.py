@@ -479,7 +479,7 @@ class Worker:
         if alert.clip is not None and self.clips is not None:
             # the clip's onset: the moment the alert was raised (observed_at); the condition
             # began min_duration_s before (started_at), inside the pre-roll for short rules
-            self.clips.schedule(alert, event.observed_at)
+            self.clips.schedule(alert, event.observed_at, [m.polygon for m in cam.privacy_masks])
         if item.frame is None:
             result = await publisher.publish(alert)
         else:
