@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +39,20 @@ from tests.plugins.rtsp_fixtures import RtspServerFactory
 pytestmark = pytest.mark.timeout(240)
 
 PRE_S, POST_S = 4.0, 3.0
+CONFIG = """
+grids:
+  - id: g1
+alerts:
+  clips: {pre_s: PRE, post_s: POST}
+cameras:
+  - id: gate
+    grid: g1
+    url: "URL"
+    analysis_fps: 2
+    zones: [{id: all, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}]
+    rules: [{type: crowding, zone: all, min_count: 1, min_duration_s: 5, clear_after_s: 60}]
+    privacy_masks: [{id: home, polygon: [[0.84, 0.33], [1, 0.33], [1, 0.8], [0.84, 0.8]]}]
+""".replace("PRE", str(PRE_S)).replace("POST", str(POST_S))
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +61,14 @@ def detector() -> Detector:
 
 
 async def test_raised_alert_names_a_clip_with_video_before_and_after_its_onset(
-    nats_server: NatsServer, rtsp_server: RtspServerFactory, demo_mp4: Path, detector: Detector
+    nats_server: NatsServer,
+    rtsp_server: RtspServerFactory,
+    demo_mp4: Path,
+    detector: Detector,
+    tmp_path: Path,
 ) -> None:
     url = rtsp_server({"gate": demo_mp4}).url("gate")
-    cfg = parse_config(
-        f"""
-grids: [{{id: g1}}]
-alerts: {{clips: {{pre_s: {PRE_S}, post_s: {POST_S}}}}}
-cameras:
-  - id: gate
-    grid: g1
-    url: "{url}"
-    analysis_fps: 2
-    zones: [{{id: all, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}]
-    rules: [{{type: crowding, zone: all, min_count: 1, min_duration_s: 5, clear_after_s: 60}}]
-    privacy_masks: [{{id: home, polygon: [[0.84, 0.33], [1, 0.33], [1, 0.8], [0.84, 0.8]]}}]
-"""
-    )
+    cfg = parse_config(CONFIG.replace("URL", url))
     stop = asyncio.Event()
     worker = Worker(cfg, nats_url=nats_server.url, detector=detector)
     task = asyncio.create_task(worker.run(stop))
@@ -113,6 +119,28 @@ cameras:
         assert times == sorted(times)
         assert worker.clips is not None
         assert worker.clips.stats.stored >= 1
+
+        # `gridwatch status` shows gw_clips' own limits, configured and applied
+        cfg_file = tmp_path / "gridwatch.yaml"
+        cfg_file.write_text(CONFIG.replace("URL", url), encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("gridwatch")),
+            "status",
+            "-c",
+            str(cfg_file),
+            "--nats",
+            nats_server.url,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out
+        status = json.loads(out)
+        assert status["retention_configured_days"]["clips"] == 7
+        applied = status["streams"][f"OBJ_{CLIP_BUCKET}"]
+        assert applied["max_age_days"] == 7
+        assert applied["max_bytes"] == 8 * 1024**3
+        assert applied["messages"] >= 2  # a clip: its chunks and its metadata
         print(
             f"clip {len(result.data)} bytes, {len(times)} pictures, onset at {onset:.1f} s "
             f"({len(before)} before, {len(after)} after); stored "

@@ -35,6 +35,7 @@ def status_cmd(
     from gridwatch.alerts.streams import snapshot_stream_name
     from gridwatch.alerts.subjects import ALERTS_STREAM
     from gridwatch.auth.subjects import CASES_KV, CASES_STREAM
+    from gridwatch.bus.names import CLIP_BUCKET, object_store_stream
     from gridwatch.cases.model import Case
 
     cfg = load_or_exit(config)
@@ -44,6 +45,13 @@ def status_cmd(
             "alerts": a.retention_days,
             "snapshots": a.snapshot_retention_days or a.retention_days,
             "cases": cfg.cases.retention_days,
+            "clips": a.clips.retention_days,
+        },
+        "clips_configured": {
+            "enabled": a.clips.enabled,
+            "max_bytes": a.clips.max_bytes,
+            "pre_s": a.clips.pre_s,
+            "post_s": a.clips.post_s,
         },
         "users": {
             r: sum(u.role == r for u in cfg.users) for r in sorted({u.role for u in cfg.users})
@@ -64,13 +72,22 @@ def status_cmd(
         js = nc.jetstream(timeout=3.0)
         streams: dict[str, Any] = {}
         try:
-            for name in (ALERTS_STREAM, CASES_STREAM, snapshot_stream_name(), f"KV_{CASES_KV}"):
+            for name in (
+                ALERTS_STREAM,
+                CASES_STREAM,
+                snapshot_stream_name(),
+                object_store_stream(CLIP_BUCKET),
+                f"KV_{CASES_KV}",
+            ):
                 try:
                     info = await js.stream_info(name)
                     streams[name] = {
                         "messages": info.state.messages,
                         "bytes": info.state.bytes,
                         "max_age_days": round((info.config.max_age or 0) / 86400, 2),
+                        "max_bytes": info.config.max_bytes
+                        if info.config.max_bytes and info.config.max_bytes > 0
+                        else None,
                     }
                 except Exception as e:
                     streams[name] = {"error": type(e).__name__}
@@ -99,7 +116,7 @@ def status_cmd(
     r = out["retention_configured_days"]
     typer.echo(
         f"retention (days): alerts {r['alerts']:g}, snapshots {r['snapshots']:g}, "
-        f"cases {r['cases']:g}"
+        f"cases {r['cases']:g}, clips {r['clips']:g}"
     )
     for name, s in out.get("streams", {}).items():
         if "error" in s:
@@ -108,6 +125,7 @@ def status_cmd(
             typer.echo(
                 f"  {name:<20} {s['messages']:>8} msgs {s['bytes']:>12} bytes  "
                 f"max age {s['max_age_days']:g} d"
+                + (f", max {s['max_bytes']} bytes" if s.get("max_bytes") else "")
             )
     typer.echo("cases: " + (", ".join(f"{k} {v}" for k, v in out["cases"].items()) or "none"))
     sp = out["spool"]
