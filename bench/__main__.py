@@ -11,6 +11,8 @@ Benchmarks:
           detector ms per frame, worker CPU, frame age.
   push    alert raised → Web Push received and decrypted on loopback (p50, p99).
   camera-add  `gridwatch camera add` → first analysed frame on a running worker, by stage.
+  clips   evidence clips: decoder-thread CPU per camera with the packet ring off and on, the
+          ring's memory per camera (640×360 and 1920×1080), remux + object-store put of a clip.
   scale   city scale, control plane only: 7,000 cameras, 300 workers, leases on a 3-node NATS
           cluster; assignment time, lease traffic, failover after 10% die, load spread.
 """
@@ -46,6 +48,10 @@ def main(argv: list[str]) -> int:
         from bench.scale_sim import main as run_scale
 
         return run_scale(rest)
+    if name == "clips":
+        from bench.clips import main as run_clips
+
+        return run_clips(rest)
     if name == "slice":
         from bench.slice import main as run
 
