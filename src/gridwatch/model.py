@@ -213,8 +213,9 @@ class IncidentEvent:
 @dataclass(frozen=True, slots=True)
 class Track:
     """One tracked object in one frame: a detection that carries a tracker id, in pixels and
-    normalized. Built once per frame per camera (:func:`gridwatch.tracking.tracks.tracks_of`)
-    and handed to every track rule.
+    normalized. Built once per frame per camera (:func:`gridwatch.tracking.tracks.tracks_of`),
+    given stable ids by the camera's :class:`~gridwatch.tracking.tracks.TrackStitcher` and
+    handed to every track rule.
 
     >>> t = Track(3, 0, 0.9, (10.0, 20.0, 30.0, 60.0), (0.1, 0.2, 0.3, 0.6))
     >>> t.anchor_px, t.height_px
@@ -227,6 +228,11 @@ class Track:
     box_px: tuple[float, float, float, float]
     box: tuple[float, float, float, float]
     """Normalized xyxy."""
+    raw_track_id: int | None = None
+    """The tracker's own id (ByteTrack's, new whenever it loses the object for too long);
+    ``track_id`` is the stable id the stitcher gave the object. ``None``: built by hand."""
+    linked: bool = False
+    """A new tracker id took over the stable id of a recently lost track in this frame."""
 
     @property
     def anchor_px(self) -> tuple[float, float]:

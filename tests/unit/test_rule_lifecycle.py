@@ -14,7 +14,7 @@ from gridwatch.rules.line_crossing import LineCrossingRule, LineCrossingRuleConf
 from gridwatch.rules.loitering import LoiteringRule, LoiteringRuleConfig
 from gridwatch.rules.vehicle_stop import VehicleStopRule, VehicleStopRuleConfig
 from gridwatch.rules.zones import Zone
-from gridwatch.tracking.tracks import TrackTable, tracked
+from gridwatch.tracking.tracks import TrackState, TrackStitcher, tracked
 
 
 def steps(ep: Episode, ons: list[int | None], **kw: object) -> list[tuple[int, str, int]]:
@@ -131,9 +131,12 @@ def test_state_stays_bounded_on_a_long_stream_of_new_tracks(name: str) -> None:
         assert len(rule._static) <= FallRule.STATIC_MEMORY_S * 5 + 2  # type: ignore[attr-defined]
 
 
-def test_track_table_hard_cap() -> None:
-    table: TrackTable[int] = TrackTable(keep_s=1e9, max_tracks=50)
+def test_track_state_and_stitcher_hard_cap() -> None:
+    table: TrackState[int] = TrackState(keep_s=1e9, max_tracks=50)
+    stitcher = TrackStitcher(keep_s=1e9, max_tracks=50, link_scale=0.0)
     rng = np.random.default_rng(2)
     for i in range(500):
-        table.observe(tracked(one_new_track(i, rng)), float(i), lambda o: 0)
+        tracks = stitcher.update(tracked(one_new_track(i, rng)), float(i))
+        table.observe(tracks, float(i), lambda o: 0)
     assert len(table) == 50
+    assert len(stitcher) == 50

@@ -2,8 +2,9 @@
 
 Per track: when its feet (a vehicle's bottom-centre) entered the zone and when it was last seen
 there. A gap of up to ``max_gap_s`` (an occlusion, a missed detection, a new tracker id picked
-up where the old one was lost, see :mod:`gridwatch.tracking.tracks`) keeps the dwell running; a
-longer gap restarts it. An object that has dwelt ``min_dwell_s`` is *dwelling*.
+up where the old one was lost, which the camera's stitcher gives the old one's stable id, see
+:mod:`gridwatch.tracking.tracks`) keeps the dwell running; a longer gap restarts it. An object
+that has dwelt ``min_dwell_s`` is *dwelling*.
 
 The incident is per zone, not per object: ``raised`` when the first object has dwelt long
 enough (``started_at`` = when it entered), ``updated`` when the number dwelling changes,
@@ -41,7 +42,7 @@ from gridwatch.geometry import iou
 from gridwatch.model import Detections, IncidentEvent, Track
 from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, ScheduleLike
 from gridwatch.rules.zones import Zone
-from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
+from gridwatch.tracking.tracks import TrackState, TrackStitcher, rule_tracks
 
 
 class DwellConfig(Protocol):
@@ -90,7 +91,9 @@ class DwellRule:
         self._classes = None if classes is None else frozenset(classes)
         self._names = class_names or {}
         # a dwell survives a gap of max_gap_s, so a track's state must live that long unseen
-        self.tracks: TrackTable[_Dwell] = TrackTable(keep_s=params.max_gap_s)
+        self.tracks: TrackState[_Dwell] = TrackState(keep_s=params.max_gap_s)
+        self._solo = TrackStitcher(keep_s=params.max_gap_s)
+        """Stitches this rule's tracks when it is used on its own (no camera stitched them)."""
         self._episode = Episode(
             self.rule_key,
             type,
@@ -102,6 +105,14 @@ class DwellRule:
     @property
     def phase(self) -> str:
         return self._episode.phase.value
+
+    @property
+    def track_keep_s(self) -> float:
+        return self.params.max_gap_s
+
+    @property
+    def track_classes(self) -> frozenset[int] | None:
+        return self._classes
 
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
         if len(detections) == 0:
@@ -121,15 +132,14 @@ class DwellRule:
         p = self.params
         scheduled = self._schedule.is_active(ts)
         if detections is not None and scheduled:
-            frame_tracks = tracks if tracks is not None else tracks_of(detections)
-            objs = of_classes(frame_tracks, self._classes)
+            objs = rule_tracks(detections, ts, tracks, self._classes, self._solo)
             for obj, st in self.tracks.observe(objs, ts, lambda o: _Dwell()):
                 if self.zone.contains(np.array([obj.anchor], np.float32))[0]:
                     if st.entered is None or ts - st.last_in > p.max_gap_s:
                         st.entered = ts
                     st.last_in = ts
         elif not scheduled:
-            self.tracks = TrackTable(keep_s=p.max_gap_s)  # out of schedule: forget everything
+            self.tracks.clear()  # out of schedule: forget everything
         else:
             self.tracks.expire(ts)
         dwelling: list[tuple[float, Track]] = []

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gridwatch.model import Detections, IncidentEvent
+from gridwatch.model import Detections, IncidentEvent, Track
 from gridwatch.rules.base import (
     CAMERA_STOPPED,
     DetectionRule,
@@ -32,7 +32,7 @@ from gridwatch.rules.schedule import AlwaysActive, Schedule
 from gridwatch.rules.settings import WALKER_RULE_TYPES
 from gridwatch.rules.zones import Zone
 from gridwatch.tracking.counting import CountSettings, CrowdCounter
-from gridwatch.tracking.tracks import tracks_of
+from gridwatch.tracking.tracks import TrackRule, TrackStitcher, tracks_of
 
 if TYPE_CHECKING:  # annotations only: rules never import the config loading
     from gridwatch.config import CameraConfig, GridwatchConfig
@@ -79,6 +79,16 @@ class CameraRules:
                 self.frame_rules.append(rule)
             else:
                 self.rules.append(rule)
+        keepers = [r for r in self.rules if isinstance(r, TrackRule)]
+        self.stitcher: TrackStitcher | None = None
+        """Stable track ids for every track rule, made once per frame (None: no track rule).
+        It links as long as the longest-keeping rule keeps a lost track's state, and only
+        classes that some rule follows together."""
+        if keepers:
+            self.stitcher = TrackStitcher(
+                keep_s=max(r.track_keep_s for r in keepers),
+                class_groups=[r.track_classes for r in keepers],
+            )
         self.counter: CrowdCounter | None = None
         """People for the counting rules, over tracks (None: they count every box)."""
         counting = config.analysis.counting
@@ -112,13 +122,19 @@ class CameraRules:
 
         Counting rules (crowding) see the crowd counter's people: tracks missed for a moment
         held, props left out; every other rule (the fall rule above all) sees every box. The
-        frame's tracks are made once, here, and handed to every rule; each track rule keeps
-        only its own per-track state.
+        frame's tracks are made and stitched (stable ids) once, here, and handed to every rule;
+        each track rule keeps only its own per-track state, keyed by stable id.
         """
         counted = detections
         if detections is not None and self.counter is not None:
             counted = self.counter.update(detections, ts)
-        tracks = tracks_of(detections) if detections is not None else ()
+        tracks: tuple[Track, ...] = ()
+        if detections is not None:
+            tracks = tracks_of(detections)
+            if self.stitcher is not None:
+                tracks = self.stitcher.update(tracks, ts)
+        elif self.stitcher is not None:
+            self.stitcher.expire(ts)
         events: list[IncidentEvent] = []
         for rule in self.rules:
             if rule.counts_people:

@@ -10,11 +10,12 @@ they never raise. A track must have been observed upright for ``min_upright_s`` 
 its last upright observation must be at most ``max_transition_s`` before it went down.
 
 Falling changes a box's shape so much that ByteTrack often loses the person and starts a new
-track lying on the ground. The new track inherits the state of an upright track lost within
-``track_keep_s`` and within a box height of it (:mod:`gridwatch.tracking.tracks`), unless the
-lying object overlaps something that was lying there before anyone stood nearby (a never-upright
-down object seen within ``static_memory_s``): a person walking past the jacket and lost behind
-the lamp post must not hand their upright past to the jacket.
+track lying on the ground. The camera's stitcher (:mod:`gridwatch.tracking.tracks`) gives that
+new track the stable id of a track lost within a box height of it, so it inherits the upright
+past this rule kept for that id (for ``TRACK_KEEP_S``), unless the lying object overlaps
+something that was lying there before anyone stood nearby (a never-upright down object seen
+within ``STATIC_MEMORY_S``): then the rule starts the linked id afresh, for a person walking
+past the jacket and lost behind the lamp post must not hand their upright past to the jacket.
 
 A walker briefly misread as ``Fall`` (seen on vtest for up to 1.4 s) does not stay down for
 ``min_duration_s``. The incident is per zone (or per camera without a zone), like crowding:
@@ -50,7 +51,13 @@ from gridwatch.model import Detections, IncidentEvent, Track
 from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, RuleContext, ScheduleLike
 from gridwatch.rules.settings import RuleSettings, clear_after_field, update_interval_field
 from gridwatch.rules.zones import Zone
-from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
+from gridwatch.tracking.tracks import (
+    TrackState,
+    TrackStitcher,
+    of_classes,
+    rule_tracks,
+    tracks_of,
+)
 
 FALL_CLASS_NAMES = frozenset({"fall", "fallen", "falling", "fall_down", "falldown", "lying"})
 
@@ -147,7 +154,9 @@ class FallRule:
         self._persons = None if person_classes is None else frozenset(person_classes)
         self._fall = frozenset(fall_classes)
         self._names = class_names or {}
-        self.tracks: TrackTable[_Person] = TrackTable(keep_s=self.TRACK_KEEP_S)
+        self.tracks: TrackState[_Person] = TrackState(keep_s=self.TRACK_KEEP_S)
+        self._solo = TrackStitcher(keep_s=self.TRACK_KEEP_S)
+        """Stitches this rule's tracks when it is used on its own (no camera stitched them)."""
         self._static: dict[int, tuple[Box, float]] = {}
         """Never-upright down objects: track id → (box, last seen). Bounded by expiry."""
         self._episode = Episode(
@@ -173,6 +182,14 @@ class FallRule:
         return self._episode.force_clear(ts, reason)
 
     @property
+    def track_keep_s(self) -> float:
+        return self.TRACK_KEEP_S
+
+    @property
+    def track_classes(self) -> frozenset[int] | None:
+        return self._persons
+
+    @property
     def phase(self) -> str:
         return self._episode.phase.value
 
@@ -194,6 +211,7 @@ class FallRule:
         )
 
     def _linkable(self, state: _Person, obj: Track) -> bool:
+        """May ``obj``, whose id was just linked to a lost track, keep that track's ``state``?"""
         if not state.ever_upright:
             return True  # inheriting nothing useful, harmless
         if self.is_down(obj):
@@ -208,11 +226,17 @@ class FallRule:
         for tid in [t for t, (_, seen) in self._static.items() if ts - seen > self.STATIC_MEMORY_S]:
             del self._static[tid]
         if detections is not None:
-            frame_tracks = tracks if tracks is not None else tracks_of(detections)
-            objs = of_classes(frame_tracks, self._persons)
-            for obj, st in self.tracks.observe(
-                objs, ts, lambda o: _Person(), linkable=self._linkable
-            ):
+            objs = rule_tracks(detections, ts, tracks, self._persons, self._solo)
+            seen = self.tracks.observe(objs, ts, lambda o: _Person())
+            # an id the stitcher just linked that may not inherit its state starts afresh (the
+            # veto looks at the static objects of earlier frames: decided before _observe)
+            seen = [
+                (o, self.tracks.renew(o.track_id, _Person()))
+                if o.linked and not self._linkable(st, o)
+                else (o, st)
+                for o, st in seen
+            ]
+            for obj, st in seen:
                 self._observe(obj, st, ts)
         else:
             self.tracks.expire(ts)

@@ -46,7 +46,7 @@ from gridwatch.rules.settings import (
     update_interval_field,
 )
 from gridwatch.rules.zones import Zone
-from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
+from gridwatch.tracking.tracks import TrackState, TrackStitcher, rule_tracks
 
 
 class IntrusionRuleConfig(RuleSettings):
@@ -92,7 +92,8 @@ class IntrusionRule:
     Config = IntrusionRuleConfig
     counts_people = False
     TRACK_KEEP_S = 5.0
-    """Seconds a lost track's state is kept (for a new id to take it over)."""
+    """Seconds a lost track's state is kept (for a new id that the camera's stitcher links to
+    it to carry on)."""
 
     def __init__(
         self,
@@ -109,7 +110,9 @@ class IntrusionRule:
         self._schedule: ScheduleLike = schedule or Always()
         self._classes = None if classes is None else frozenset(classes)
         self._names = class_names or {}
-        self.tracks: TrackTable[_Entry] = TrackTable(keep_s=self.TRACK_KEEP_S)
+        self.tracks: TrackState[_Entry] = TrackState(keep_s=self.TRACK_KEEP_S)
+        self._solo = TrackStitcher(keep_s=self.TRACK_KEEP_S)
+        """Stitches this rule's tracks when it is used on its own (no camera stitched them)."""
         self._episode = Episode(
             self.rule_key,
             self.type,
@@ -140,6 +143,14 @@ class IntrusionRule:
     def phase(self) -> str:
         return self._episode.phase.value
 
+    @property
+    def track_keep_s(self) -> float:
+        return self.TRACK_KEEP_S
+
+    @property
+    def track_classes(self) -> frozenset[int] | None:
+        return self._classes
+
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
         if len(detections) == 0:
             return 0, ()
@@ -156,8 +167,7 @@ class IntrusionRule:
         scheduled = self._schedule.is_active(ts)
         inside: list[tuple[int, str, Box]] = []
         if detections is not None:
-            frame_tracks = tracks if tracks is not None else tracks_of(detections)
-            objs = of_classes(frame_tracks, self._classes)
+            objs = rule_tracks(detections, ts, tracks, self._classes, self._solo)
             for obj, st in self.tracks.observe(objs, ts, lambda o: _Entry(o.anchor_px)):
                 is_in = bool(self.zone.contains(np.array([obj.anchor], np.float32))[0])
                 if not is_in:

@@ -10,10 +10,11 @@ A track's side is the sign of its feet's distance to the line; it changes only w
 more than ``band`` (normalized) beyond the line, so a person standing on it does not count
 dozens of crossings, and a crossing counts only when the step between the two confirmed sides
 passes through the segment itself (not its extension). A track that the tracker loses and
-re-finds under a new id on the other side keeps its side (see :mod:`gridwatch.tracking.tracks`),
-unless the lost track was walking (faster than ``WALKING_SPEED``) the other way: a jump against
-its walk is two people passing each other on the line with ids swapped, which restarts the side
-instead of counting a crossing.
+re-finds under a new id on the other side keeps its side (the camera's stitcher gives the new id
+the lost one's stable id, see :mod:`gridwatch.tracking.tracks`), unless the lost track was
+walking (faster than ``WALKING_SPEED``) the other way: a jump against its walk is two people
+passing each other on the line with ids swapped, which restarts the side instead of counting a
+crossing.
 
 Alerts (exactly one of the two per rule):
 
@@ -53,7 +54,13 @@ from gridwatch.model import Detections, IncidentEvent, Track
 from gridwatch.rules.base import Always, Box, Episode, EpisodeParams, RuleContext, ScheduleLike
 from gridwatch.rules.settings import RuleSettings, classes_field, clear_after_field
 from gridwatch.rules.zones import Zone
-from gridwatch.tracking.tracks import TrackTable, of_classes, tracks_of
+from gridwatch.tracking.tracks import (
+    TrackState,
+    TrackStitcher,
+    of_classes,
+    rule_tracks,
+    tracks_of,
+)
 
 Direction = Literal["in", "out"]
 Point = tuple[float, float]
@@ -171,7 +178,8 @@ class LineCrossingRule:
     counts_people = False
     zone: Zone | None = None
     TRACK_KEEP_S = 3.0
-    """Seconds a lost track's side is kept (for a new id to take it over)."""
+    """Seconds a lost track's side is kept (for a new id that the camera's stitcher links to it
+    to carry on)."""
 
     def __init__(
         self,
@@ -193,7 +201,9 @@ class LineCrossingRule:
         self._schedule: ScheduleLike = schedule or Always()
         self._classes = None if classes is None else frozenset(classes)
         self._names = class_names or {}
-        self.tracks: TrackTable[_Side] = TrackTable(keep_s=self.TRACK_KEEP_S)
+        self.tracks: TrackState[_Side] = TrackState(keep_s=self.TRACK_KEEP_S)
+        self._solo = TrackStitcher(keep_s=self.TRACK_KEEP_S)
+        """Stitches this rule's tracks when it is used on its own (no camera stitched them)."""
         self.counts: dict[str, dict[str, int]] = {}
         """Crossings since start, per class name and direction (in/out)."""
         self._window: deque[float] = deque()
@@ -224,24 +234,32 @@ class LineCrossingRule:
     def phase(self) -> str:
         return self._episode.phase.value
 
+    @property
+    def track_keep_s(self) -> float:
+        return self.TRACK_KEEP_S
+
+    @property
+    def track_classes(self) -> frozenset[int] | None:
+        return self._classes
+
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
         objs = of_classes(tracks_of(detections), self._classes)
         return len(objs), tuple(o.box for o in objs)
 
-    def _crossings(self, tracks: Sequence[Track], ts: float) -> list[tuple[Direction, str, Box]]:
+    def _crossings(self, objs: list[Track], ts: float) -> list[tuple[Direction, str, Box]]:
         band = self.params.band
         found: list[tuple[Direction, str, Box]] = []
 
         def new(o: object) -> _Side:
             return _Side()
 
-        for obj, st in self.tracks.observe(of_classes(tracks, self._classes), ts, new):
+        for obj, st in self.tracks.observe(objs, ts, new):
             p = obj.anchor
             if st.pos is not None:
                 jump = (p[0] - st.pos[0], p[1] - st.pos[1])
                 walking = math.hypot(*st.vel) >= WALKING_SPEED
                 against = st.vel[0] * jump[0] + st.vel[1] * jump[1] <= 0
-                if obj.track_id in self.tracks.linked and walking and against:
+                if obj.linked and walking and against:
                     # a new id took over a lost track's state, but the jump goes against the way
                     # the lost track was walking: two people passing each other, not a crossing
                     st.side, st.point, st.pos, st.pos_ts, st.vel = 0, p, p, ts, (0.0, 0.0)
@@ -272,7 +290,8 @@ class LineCrossingRule:
         if detections is None:
             crossings = []
         else:
-            crossings = self._crossings(tracks if tracks is not None else tracks_of(detections), ts)
+            objs = rule_tracks(detections, ts, tracks, self._classes, self._solo)
+            crossings = self._crossings(objs, ts)
         if detections is None:
             self.tracks.expire(ts)
         for direction, name, _ in crossings:
