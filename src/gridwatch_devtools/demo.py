@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from nats.aio.client import Client as NATS
 
+from gridwatch.alerts.clip_service import ClipService
 from gridwatch.alerts.snapshot_service import SnapshotService
 from gridwatch.alerts.tail import format_alert_line, iter_alerts
 from gridwatch.auth.models import Role, UserConfig
@@ -128,6 +129,7 @@ class DemoConsole:
         self._nc: NATS | None = None
         self._cases: CaseService | None = None
         self._snapshots: SnapshotService | None = None
+        self._clips: ClipService | None = None
 
     async def start(self) -> None:
         """Serve the console (on its configured port, else a free one), then start the
@@ -156,6 +158,8 @@ class DemoConsole:
         await self._cases.start()
         self._snapshots = SnapshotService(self._nc, self.config)
         await self._snapshots.start()
+        self._clips = ClipService(self._nc, self.config)
+        await self._clips.start()
 
     async def close(self) -> None:
         """Stop the console (it hangs up live viewers), then the services."""
@@ -163,6 +167,8 @@ class DemoConsole:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 20)
+        if self._clips is not None:
+            await self._clips.stop()
         if self._snapshots is not None:
             await self._snapshots.stop()
         if self._cases is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from gridwatch.alerts.subjects import ALERTS_PREFIX, ALERTS_STREAM, HEALTH_PREFIX, SNAPSHOT_BUCKET
 from gridwatch.auth.models import SERVICE_KINDS, UserConfig
-from gridwatch.auth.permissions import JS_API, OBJ_SNAPSHOTS, Rules, rules_for
+from gridwatch.auth.permissions import JS_API, OBJ_CLIPS, OBJ_SNAPSHOTS, Rules, rules_for
 from gridwatch.auth.subjects import (
     ALL_GRIDS,
     AUDIT_PREFIX,
@@ -31,7 +31,7 @@ from gridwatch.auth.subjects import (
     SERVICE_CONSUMERS,
     SNAPSHOT_REQ_PREFIX,
 )
-from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, CLIP_BUCKET
+from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, CLIP_BUCKET, CLIP_REQ_PREFIX
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -80,6 +80,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     C("read everything under gw.v1.>", "sub", "gw.v1.>"),
     C("join the case service's queue (commands)", "sub", f"{CASE_CMD_PREFIX}.>"),
     C("join the snapshot service's queue", "sub", f"{SNAPSHOT_REQ_PREFIX}.>"),
+    C("join the clip service's queue", "sub", f"{CLIP_REQ_PREFIX}.>"),
     C("read audit records (core)", "sub", f"{AUDIT_PREFIX}.>"),
     C("read camera health", "sub", f"{HEALTH_PREFIX}.cam-1"),
     C("read own reply inbox", "sub", "_INBOX.{me}.x"),
@@ -92,6 +93,10 @@ CAPABILITIES: tuple[Capability, ...] = (
     C("snapshot request, own grid", "pub", f"{SNAPSHOT_REQ_PREFIX}.{{own}}.{{me}}"),
     C("snapshot request, another grid", "pub", f"{SNAPSHOT_REQ_PREFIX}.{{other}}.{{me}}"),
     C("snapshot request via _all", "pub", f"{SNAPSHOT_REQ_PREFIX}.{ALL_GRIDS}.{{me}}"),
+    C("clip request, own grid", "pub", f"{CLIP_REQ_PREFIX}.{{own}}.{{me}}"),
+    C("clip request, another grid", "pub", f"{CLIP_REQ_PREFIX}.{{other}}.{{me}}"),
+    C("clip request under another's name", "pub", f"{CLIP_REQ_PREFIX}.{{own}}.{{someone}}"),
+    C("clip request via _all", "pub", f"{CLIP_REQ_PREFIX}.{ALL_GRIDS}.{{me}}"),
     C("publish (forge) an alert", "pub", f"{ALERTS_PREFIX}.{{own}}.cam-1.crowding"),
     C("publish (forge) a case event", "pub", f"{CASES_PREFIX}.{{own}}.c1"),
     C("publish an audit record", "pub", f"{AUDIT_PREFIX}.snapshot.{{own}}"),
@@ -157,6 +162,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     C("read a GW_ALERTS message by number", "pub", f"{JS_API}.STREAM.MSG.GET.{ALERTS_STREAM}"),
     C("read snapshots (object store)", "pub", f"{JS_API}.STREAM.INFO.{OBJ_SNAPSHOTS}"),
     C("write snapshots (object store)", "pub", f"$O.{SNAPSHOT_BUCKET}.M.x"),
+    C("read evidence clips (object store gw_clips)", "pub", f"{JS_API}.STREAM.INFO.{OBJ_CLIPS}"),
     C("write evidence clips (object store gw_clips)", "pub", f"$O.{CLIP_BUCKET}.M.x"),
     C("read the case cache (KV gw_cases)", "pub", f"{JS_API}.DIRECT.GET.KV_{CASES_KV}"),
     C("register own push subscription", "pub", f"$KV.{PUSH_SUBS_KV}.{{me}}.h1"),

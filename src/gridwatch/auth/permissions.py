@@ -8,9 +8,9 @@ allow-lists (plus a few denies that carve exceptions out of them):
 
 * **responder / grid_leader** of grid G: subscribe to G's alerts and case events and to their
   own reply inbox (``_INBOX.<user>.>``: nobody reads anybody else's replies); publish case
-  commands and snapshot requests *under their own name* (``gw.v1.case-cmd.G.<user>``, which is
-  how the case service knows who is asking); read GW_ALERTS / GW_CASES through JetStream only
-  with *named* consumers whose filter is inside G (the create API subject
+  commands, snapshot and clip requests *under their own name* (``gw.v1.case-cmd.G.<user>``,
+  which is how the case service knows who is asking); read GW_ALERTS / GW_CASES through
+  JetStream only with *named* consumers whose filter is inside G (the create API subject
   ``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`` carries the filter; the bare
   ``...CREATE.<stream>``, whose filter and name are in the body, is refused, and so is every
   name of a service's durable consumer: nobody can re-create ``gw_case_opener`` with their
@@ -18,15 +18,18 @@ allow-lists (plus a few denies that carve exceptions out of them):
   a service's; no stream info (its ``subjects_filter`` would list every grid's subjects), no
   account info; register their own Web Push subscriptions. Nothing else.
 * **operator**: the same for every grid (alerts and cases, not the service subjects: they cannot
-  join the case or snapshot services' queue groups), plus direct reads of GW_ALERTS/GW_CASES
-  messages. The reserved grid ``_all`` is refused in snapshot requests (a snapshot is always
-  asked for, and audited under, its real grid); case commands may use it to list or look up
-  cases (the case service refuses changes through it).
+  join the case, snapshot or clip services' queue groups), plus direct reads of
+  GW_ALERTS/GW_CASES messages. The reserved grid ``_all`` is refused in snapshot and clip
+  requests (a snapshot or clip is always asked for, and audited under, its real grid); case
+  commands may use it to list or look up cases (the case service refuses changes through it).
 * **service** with a ``service`` kind (worker, cases, snapshots, notifier, console): only the
   subjects and JetStream API calls that process makes (see :data:`SERVICE_RULES` and
   docs/security.md). Requests they answer are replied to through ``allow_responses``, not a
-  publish right on everybody's inbox. Only the console and the snapshot service may publish
-  audit records; nobody but an admin may delete or purge GW_AUDIT.
+  publish right on everybody's inbox (the snapshots identity, which also answers clip requests
+  in chunks, may send up to :data:`~gridwatch.bus.rpc.MAX_CHUNKS` messages to a reply subject
+  within :data:`~gridwatch.bus.rpc.REPLY_WINDOW_S` seconds of the request). Only the console
+  and the snapshot service may publish audit records; nobody but an admin may delete or purge
+  GW_AUDIT.
 * **admin**, and a **service** without a kind (deprecated): unrestricted.
 
 :func:`~gridwatch.auth.permission_matrix.permission_matrix` evaluates these rules (with NATS's
@@ -65,7 +68,15 @@ from gridwatch.auth.subjects import (
     SNAPSHOT_REQ_PREFIX,
     inbox_prefix,
 )
-from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, CLIP_BUCKET, LEASES_KV, WORKERS_KV
+from gridwatch.bus.names import (
+    CAMERA_SECRETS_KV,
+    CAMERAS_KV,
+    CLIP_BUCKET,
+    CLIP_REQ_PREFIX,
+    LEASES_KV,
+    WORKERS_KV,
+)
+from gridwatch.bus.rpc import MAX_CHUNKS, REPLY_WINDOW_S
 
 JS_API = "$JS.API"
 READ_STREAMS = (ALERTS_STREAM, CASES_STREAM)
@@ -82,12 +93,19 @@ class Rules:
     sub_allow: list[str] = field(default_factory=list)
     sub_deny: list[str] = field(default_factory=list)
     allow_responses: bool = False
+    responses_max: int = 1
+    """Messages one request's reply subject may take (more than 1: chunked replies)."""
+    responses_expires_s: int = 0
+    """How long after the request the reply subject stays open (0: nats-server's default,
+    2 minutes)."""
 
     def extend(self, other: Rules) -> None:
         for attr in ("pub_allow", "pub_deny", "sub_allow", "sub_deny"):
             mine: list[str] = getattr(self, attr)
             mine += [s for s in getattr(other, attr) if s not in mine]
         self.allow_responses = self.allow_responses or other.allow_responses
+        self.responses_max = max(self.responses_max, other.responses_max)
+        self.responses_expires_s = max(self.responses_expires_s, other.responses_expires_s)
 
     def block(self) -> dict[str, Any]:
         def part(allow: list[str], deny: list[str]) -> dict[str, list[str]]:
@@ -100,7 +118,11 @@ class Rules:
             "publish": part(self.pub_allow, self.pub_deny),
             "subscribe": part(self.sub_allow, self.sub_deny),
         }
-        if self.allow_responses:
+        if self.allow_responses and (self.responses_max > 1 or self.responses_expires_s):
+            out["allow_responses"] = {"max": self.responses_max}
+            if self.responses_expires_s:
+                out["allow_responses"]["expires"] = f"{self.responses_expires_s}s"
+        elif self.allow_responses:
             out["allow_responses"] = True
         return out
 
@@ -223,9 +245,19 @@ SERVICE_RULES: dict[str, Rules] = {
             f"{JS_API}.STREAM.INFO.{OBJ_SNAPSHOTS}",
             *_stream_read(OBJ_SNAPSHOTS),
             *_ephemeral(OBJ_SNAPSHOTS),
+            # the clip service (same process): reads the workers' clips and caches the
+            # re-encoded variants beside them (<camera>/<alert>.<variant>.mp4)
+            f"{JS_API}.STREAM.INFO.{OBJ_CLIPS}",
+            *_stream_read(OBJ_CLIPS),
+            *_ephemeral(OBJ_CLIPS),
+            f"{JS_API}.STREAM.PURGE.{OBJ_CLIPS}",  # an overwritten variant's old chunks
+            f"$O.{CLIP_BUCKET}.>",
         ],
-        sub_allow=[f"{SNAPSHOT_REQ_PREFIX}.>"],
+        sub_allow=[f"{SNAPSHOT_REQ_PREFIX}.>", f"{CLIP_REQ_PREFIX}.>"],
         allow_responses=True,
+        # clips answer in chunks (bus.rpc), after a re-encode that may take minutes
+        responses_max=MAX_CHUNKS,
+        responses_expires_s=REPLY_WINDOW_S,
     ),
     "notifier": Rules(
         pub_allow=[
@@ -239,6 +271,7 @@ SERVICE_RULES: dict[str, Rules] = {
         pub_allow=[
             f"{CASE_CMD_PREFIX}.*",
             f"{SNAPSHOT_REQ_PREFIX}.*.*",
+            f"{CLIP_REQ_PREFIX}.*.*",  # for its logged-in users (case export), as snapshots
             f"{AUDIT_PREFIX}.>",
             *_stream_admin(AUDIT_STREAM),
             *_stream_read(AUDIT_STREAM),
@@ -278,11 +311,16 @@ def rules_for(user: UserConfig) -> Rules | None:
             pub_allow=[
                 f"{CASE_CMD_PREFIX}.*.{name}",
                 f"{SNAPSHOT_REQ_PREFIX}.*.{name}",
+                f"{CLIP_REQ_PREFIX}.*.{name}",
                 *_person_reads({ALERTS_STREAM: ALERTS_PREFIX, CASES_STREAM: CASES_PREFIX}, name),
                 f"{JS_API}.STREAM.MSG.GET.{ALERTS_STREAM}",
                 f"{JS_API}.STREAM.MSG.GET.{CASES_STREAM}",
             ],
-            pub_deny=[f"{SNAPSHOT_REQ_PREFIX}.{ALL_GRIDS}.>", *_reserved_denies()],
+            pub_deny=[
+                f"{SNAPSHOT_REQ_PREFIX}.{ALL_GRIDS}.>",
+                f"{CLIP_REQ_PREFIX}.{ALL_GRIDS}.>",
+                *_reserved_denies(),
+            ],
             sub_allow=[f"{ALERTS_PREFIX}.>", f"{CASES_PREFIX}.>", inbox],
         )
     grid = user.grid
@@ -291,6 +329,7 @@ def rules_for(user: UserConfig) -> Rules | None:
         pub_allow=[
             f"{CASE_CMD_PREFIX}.{grid}.{name}",
             f"{SNAPSHOT_REQ_PREFIX}.{grid}.{name}",
+            f"{CLIP_REQ_PREFIX}.{grid}.{name}",
             *_person_reads(
                 {ALERTS_STREAM: f"{ALERTS_PREFIX}.{grid}", CASES_STREAM: f"{CASES_PREFIX}.{grid}"},
                 name,

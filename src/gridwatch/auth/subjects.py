@@ -1,4 +1,5 @@
-"""NATS names the dispatch features add (cases, commands, snapshots on request, push, audit):
+"""NATS names the dispatch features add (cases, commands, snapshots and clips on request, push,
+audit):
 re-exported from :mod:`gridwatch.bus.names`, where every NATS name lives, so the permission
 generator (:mod:`gridwatch.auth.natsconf`) and the services cannot disagree.
 
@@ -17,6 +18,7 @@ from gridwatch.bus.names import (
     CASES_KV,
     CASES_PREFIX,
     CASES_STREAM,
+    CLIP_REQ_PREFIX,
     NOTIFIER_CASES_DURABLE,
     NOTIFIER_DURABLE,
     NOTIFY_SENT_KV,
@@ -28,6 +30,7 @@ from gridwatch.bus.names import (
     case_filter,
     case_key,
     case_subject,
+    clip_request_subject,
     inbox_prefix,
     snapshot_request_subject,
 )
@@ -41,6 +44,7 @@ __all__ = [
     "CASES_STREAM",
     "CASE_CMD_PREFIX",
     "CASE_OPENER_DURABLE",
+    "CLIP_REQ_PREFIX",
     "NOTIFIER_CASES_DURABLE",
     "NOTIFIER_DURABLE",
     "NOTIFY_SENT_KV",
@@ -52,6 +56,7 @@ __all__ = [
     "case_filter",
     "case_key",
     "case_subject",
+    "clip_request_subject",
     "inbox_prefix",
     "snapshot_request_subject",
 ]

@@ -18,6 +18,8 @@ Subjects carry the grid so NATS permissions can give a grid's responders their g
 'gw.v1.cases.kdl-01.ab12'
 >>> case_cmd_subject("kdl-01", "aux-li"), case_cmd_subject("kdl-01")
 ('gw.v1.case-cmd.kdl-01.aux-li', 'gw.v1.case-cmd.kdl-01')
+>>> clip_request_subject("kdl-01", "aux-li")
+'gw.v1.clip-get.kdl-01.aux-li'
 >>> inbox_prefix("aux-li")
 '_INBOX.aux-li'
 >>> kv_stream(CASES_KV), object_store_stream(SNAPSHOT_BUCKET)
@@ -56,6 +58,8 @@ ALL_GRIDS = "_all"
 
 SNAPSHOT_REQ_PREFIX = "gw.v1.snapshot-get"
 """``gw.v1.snapshot-get.<grid>.<user>``: ask the snapshot service for a (blurred) snapshot."""
+CLIP_REQ_PREFIX = "gw.v1.clip-get"
+"""``gw.v1.clip-get.<grid>.<user>``: ask the clip service for an alert's (blurred) clip."""
 
 AUDIT_STREAM = "GW_AUDIT"
 """The audit stream (converged by :func:`gridwatch.bus.infra.ensure_audit_stream`)."""
@@ -93,6 +97,7 @@ these names to every other identity)."""
 
 CASE_SERVICE_QUEUE = "gw-case-service"
 SNAPSHOT_SERVICE_QUEUE = "gw-snapshot-service"
+CLIP_SERVICE_QUEUE = "gw-clip-service"
 TAIL_CONSUMER_PREFIX = "gw_tail"
 """``gw_tail_<random>``: the ephemeral consumers of ``gridwatch alerts tail``."""
 CONSOLE_CONSUMER_PREFIX = "gw_console"
@@ -153,6 +158,10 @@ def case_cmd_subject(grid_id: str, user: str | None = None) -> str:
 
 def snapshot_request_subject(grid_id: str, user: str) -> str:
     return f"{SNAPSHOT_REQ_PREFIX}.{check_token(grid_id, 'grid id')}.{check_token(user, 'user')}"
+
+
+def clip_request_subject(grid_id: str, user: str) -> str:
+    return f"{CLIP_REQ_PREFIX}.{check_token(grid_id, 'grid id')}.{check_token(user, 'user')}"
 
 
 def audit_subject(kind: str, grid_id: str) -> str:

@@ -1,4 +1,4 @@
-"""One base for the NATS services (case service, snapshot service): start, drain, stop.
+"""One base for the NATS services (case, snapshot and clip services): start, drain, stop.
 
 A service subscribes with :meth:`Service.subscribe` (or hands a pull subscription to
 :meth:`Service.track`) and starts its loops with :meth:`Service.spawn`; :meth:`Service.stop`

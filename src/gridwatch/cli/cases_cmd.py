@@ -1,8 +1,9 @@
 """``gridwatch cases ...``: alert cases as the logged-in user.
 
 ``list|show|ack|dispatch|on-scene|resolve`` talk to the case service as ``--user`` (password
-from ``$GW_NATS_PASSWORD`` or a prompt); ``serve`` runs the case service and the snapshot
-service.
+from ``$GW_NATS_PASSWORD`` or a prompt); ``export`` fetches a case bundle from the console as
+that user (same password), ``verify`` checks one offline; ``serve`` runs the case, snapshot
+and clip services.
 
 Exit codes: 0 done, 1 an operation failed (NATS unreachable, refused), 2 bad input.
 """
@@ -18,6 +19,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gridwatch.cli.common import (
+    DEFAULT_NATS,
+    EXIT_FAILED,
     EXIT_INVALID,
     ConfigFile,
     ConfigOpt,
@@ -26,13 +29,17 @@ from gridwatch.cli.common import (
     ServiceLogOpt,
     UserOpt,
     connect,
+    error,
     fail,
     load_or_exit,
+    nats_credentials,
     optional_config,
+    print_json,
     run,
     run_until_signal,
     setup_logging,
 )
+from gridwatch.config import GridwatchConfig
 
 T = TypeVar("T")
 
@@ -191,13 +198,178 @@ def cases_resolve(
     )
 
 
+ConsoleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--console",
+        envvar="GW_CONSOLE_URL",
+        help="Console URL, e.g. https://console.example:8080 (default: the config's console "
+        "host and port).",
+    ),
+]
+ConsoleCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--console-ca", envvar="GW_CONSOLE_CA", help="CA file of the console's HTTPS certificate."
+    ),
+]
+
+
+def _case_grid(
+    cfg: GridwatchConfig | None, nats_url: str | None, name: str, password: str, case_id: str
+) -> str:
+    """The grid of case ``case_id``, asked of the case service as ``name`` (with the password
+    already given: no second prompt)."""
+    from gridwatch.bus.connect import connect as nats_connect
+    from gridwatch.cases.client import CaseClient, CaseRequestError
+
+    async def main() -> str:
+        url = nats_url or (cfg.nats.url if cfg else DEFAULT_NATS)
+        try:
+            nc = await nats_connect(
+                url,
+                user=name,
+                password=password,
+                name="gridwatch-cases",
+                reconnects=2,
+                reconnect_wait=0.5,
+                tls_ca_file=cfg.nats.tls_ca_file if cfg else None,
+            )
+        except Exception as e:
+            fail(f"cannot reach NATS at {url} to find the case's grid ({e}); give --grid")
+        try:
+            return (await CaseClient(nc, name).get(case_id)).grid_id
+        except CaseRequestError as e:
+            fail(f"{e.code}: {e}")
+        finally:
+            await nc.drain()
+
+    return run(main())
+
+
+@cases_app.command("export")
+def cases_export(
+    case_id: CaseId,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Zip to write (default: case-<grid>-<id>.zip)."),
+    ] = None,
+    console: ConsoleOpt = None,
+    console_ca: ConsoleCaOpt = None,
+    config: ConfigOpt = None,
+    nats_url: NatsOpt = None,
+    user: UserOpt = None,
+    grid: GridOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a case bundle (zip): alert messages, full snapshots and clips, case history, audit
+    records and a manifest with the SHA-256 of every file. Asked of the console as you (roles
+    that may see full pictures only); the export is audited. Without --grid and a grid of your
+    own, the case's grid is looked up on NATS."""
+    from gridwatch.cases.bundle import verify_bundle
+    from gridwatch.console.http_client import ConsoleClient, ConsoleRequestError, console_url
+
+    cfg = optional_config(config)
+    url = console or console_url(cfg)
+    if not url:
+        fail(
+            "give --console URL (or $GW_CONSOLE_URL, or --config with a console: section)",
+            EXIT_INVALID,
+        )
+    name, password = nats_credentials(cfg, user, prompt=True)
+    if not name or not password:
+        fail(
+            "name the user (--user or $GW_NATS_USER) and give the password "
+            "($GW_NATS_PASSWORD, or a terminal to type it)",
+            EXIT_INVALID,
+        )
+    g = grid or next((x.grid for x in (cfg.users if cfg else []) if x.name == name), None)
+    if g is None:
+        g = _case_grid(cfg, nats_url, name, password, case_id)
+
+    async def main() -> tuple[bytes, dict[str, str]]:
+        async with ConsoleClient(url, ca_file=str(console_ca) if console_ca else None) as cc:
+            await cc.login(name, password)
+            return await cc.export_case(g, case_id)
+
+    try:
+        data, _headers = run(main())
+    except ConsoleRequestError as e:
+        fail(f"{e.code}: {e}")
+    checked = verify_bundle(data)
+    if not checked.ok:
+        fail(f"the console's bundle does not verify: {checked.problems[0]}")
+    path = output or Path(f"case-{g}-{case_id}.zip")
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    m = checked.manifest
+    if as_json:
+        print_json(
+            {
+                "path": str(path),
+                "bytes": len(data),
+                "manifest_sha256": checked.manifest_sha256,
+                "files": len(m["files"]),
+                "missing": m.get("missing", []),
+            }
+        )
+        return
+    typer.echo(
+        f"{path}: case {case_id} of {g}, {len(m['files'])} files, {len(data)} bytes; "
+        f"manifest sha256 {checked.manifest_sha256}"
+    )
+    for miss in m.get("missing", []):
+        typer.echo(f"  not in the bundle: {miss['path']}: {miss['reason']}")
+
+
+@cases_app.command("verify")
+def cases_verify(
+    bundle: Annotated[Path, typer.Argument(help="A case bundle (zip) from `cases export`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a case bundle offline: recompute the SHA-256 and size of every file against its
+    manifest.json. Exit 1 naming each file that differs, is absent, damaged or unlisted."""
+    from gridwatch.cases.bundle import verify_bundle
+
+    if not bundle.is_file():
+        fail(f"{bundle}: no such file", EXIT_INVALID)
+    v = verify_bundle(bundle)
+    m = v.manifest
+    if as_json:
+        print_json(
+            {
+                "ok": v.ok,
+                "checked": v.checked,
+                "manifest_sha256": v.manifest_sha256,
+                "problems": [{"path": p, "problem": what} for p, what in v.problems],
+                "missing": m.get("missing", []),
+            }
+        )
+    else:
+        for p, what in v.problems:
+            error(f"{p or bundle}: {what}")
+        if v.ok:
+            typer.echo(
+                f"ok: {v.checked} files match manifest.json (case {m.get('case_id')} of "
+                f"{m.get('grid')}, exported by {m.get('exported_by')} at "
+                f"{m.get('exported_at')}); manifest sha256 {v.manifest_sha256}"
+            )
+            for miss in m.get("missing", []):
+                typer.echo(f"  not in the bundle: {miss.get('path')}: {miss.get('reason')}")
+    if not v.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @cases_app.command("serve")
 def cases_serve(
     config: ConfigFile,
     nats_url: NatsOpt = None,
     log_level: ServiceLogOpt = "info",
 ) -> None:
-    """Run the case service and the snapshot service (as the config's nats.user)."""
+    """Run the case service, the snapshot service and the clip service (as the config's
+    nats.user)."""
+    from gridwatch.alerts.clip_service import ClipService
     from gridwatch.alerts.snapshot_service import SnapshotService
     from gridwatch.cases.service import CaseService
 
@@ -207,12 +379,14 @@ def cases_serve(
     async def main() -> None:
         stop = run_until_signal()
         nc, _ = await connect(cfg, nats_url, None, "gridwatch-cases", prompt=False)
-        cases, snaps = CaseService(nc, cfg), SnapshotService(nc, cfg)
+        cases, snaps, clips = CaseService(nc, cfg), SnapshotService(nc, cfg), ClipService(nc, cfg)
         await cases.start()
         await snaps.start()
+        await clips.start()
         try:
             await stop.wait()
         finally:
+            await clips.stop()
             await snaps.stop()
             await cases.stop()
             await nc.drain()

@@ -1,4 +1,4 @@
-"""``gridwatch`` command line: worker, alerts, config, snapshots and the demo.
+"""``gridwatch`` command line: worker, alerts, config, snapshots, clips and the demo.
 
 Heavy imports (torch, ultralytics, PyAV) happen inside the commands that need them, so
 ``gridwatch --help`` and ``gridwatch config check`` answer at once.
@@ -16,6 +16,7 @@ import typer
 from gridwatch.cli import (
     camera_cmd,
     cases_cmd,
+    clip_cmd,
     eval_cmd,
     keys_cmd,
     nats_cmd,
@@ -52,6 +53,7 @@ push_cmd.register(app)  # push
 status_cmd.register(app)  # status
 eval_cmd.register(app)  # replay (shadow mode), eval (scenario precision/recall)
 workers_cmd.register(app)  # workers: who runs which cameras (leases)
+clip_cmd.register(app)  # clip get (through the clip service)
 
 LogLevel = Annotated[
     str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="GW_LOG_LEVEL")

@@ -7,6 +7,7 @@
 ``GET  /api/cases?state=open,...``                      cases of the scope (case service)
 ``GET  /api/alerts/<grid>/<id>``                        one alert: item, messages, case history
 ``POST /api/cases/<grid>/<id>/<op>``                    acknowledge, dispatch, on_scene, resolve
+``POST /api/cases/<grid>/<id>/export``                  the case bundle (zip; :mod:`.case_export`)
 ``GET  /api/snapshots/<grid>/<name>?variant=``          the JPEG (full views audited first)
 ``GET  /api/grids/<grid>/responders``                   whom a case of the grid can go to
 ``GET  /api/cameras``, ``/api/cameras/<id>``            cameras with health (scoped)

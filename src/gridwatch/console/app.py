@@ -15,8 +15,9 @@ every route:
   (``/api/live/<camera>/...``) to the cameras of the user's grid before they run (those also
   get ``request["user"]``, the live module's contract).
 
-The JSON API and the live feed are in :mod:`.api`; what handlers share (the :class:`Console`,
-request keys, the client's address, audit records) in :mod:`.context`.
+The JSON API and the live feed are in :mod:`.api`, case bundles in :mod:`.case_export`; what
+handlers share (the :class:`Console`, request keys, the client's address, audit records) in
+:mod:`.context`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from gridwatch.auth.models import UserConfig
 from gridwatch.auth.passwords import hash_password, verify_password
 from gridwatch.cases.store import ensure_case_infra
 from gridwatch.config import GridwatchConfig
-from gridwatch.console import api
+from gridwatch.console import api, case_export
 from gridwatch.console.audit import AuditLog, ensure_audit_stream
 from gridwatch.console.backend import ConsoleBackend
 from gridwatch.console.cameras import CameraDirectory, HealthMonitor
@@ -490,6 +491,7 @@ def create_app(
     r.add_get("/m/cases/{grid}/{alert_id}", page("m/index.html", "grid"))
     r.add_get("/m/manifest.json", static_file)
     r.add_get("/m/sw.js", static_file)
+    case_export.register(app)  # before the API's /api/cases/<grid>/<id>/<op>
     api.register(app)
     r.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
     if live_hub is not None:

@@ -12,17 +12,28 @@ check it again.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from pydantic import ValidationError
 
 from gridwatch.alerts.snapshot_service import request_snapshot
-from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject
+from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject, check_token
 from gridwatch.alerts.tail import parse_alert
 from gridwatch.auth.models import UserConfig
-from gridwatch.auth.subjects import ALL_GRIDS, case_cmd_subject, case_subject
-from gridwatch.bus.consumers import replay
+from gridwatch.auth.subjects import (
+    ALL_GRIDS,
+    AUDIT_PREFIX,
+    AUDIT_STREAM,
+    CASES_STREAM,
+    case_cmd_subject,
+    case_subject,
+)
+from gridwatch.bus.consumers import StreamFollower, read_ordered, replay
 from gridwatch.bus.messages import CaseReply
+from gridwatch.bus.names import CONSOLE_REPLAY_CONSUMER_PREFIX
 from gridwatch.bus.rpc import request
 from gridwatch.cases.client import CaseRequestError
 from gridwatch.cases.model import Case, CaseCommand, CaseEvent, CaseState
@@ -32,7 +43,8 @@ from gridwatch.notify.subscriptions import ensure_push_bucket, register_subscrip
 
 
 class ConsoleBackend:
-    """Case commands, case history, alert messages, snapshots and push registration."""
+    """Case commands, case history, alert messages, audit records, snapshots and push
+    registration."""
 
     def __init__(self, nc: NATS, *, timeout: float = 5.0, lookback_s: float = 86400.0) -> None:
         self.nc = nc
@@ -77,11 +89,28 @@ class ConsoleBackend:
         """Every stored event of one case, oldest first."""
         return [ev async for _, ev in iter_events(self.js, case_subject(grid, case_id))]
 
+    async def history_records(self, grid: str, case_id: str) -> list[tuple[Msg, CaseEvent]]:
+        """:meth:`history` with each event's stored message (stream sequence, stored time)."""
+        out = []
+        async for msg in read_ordered(self.js, CASES_STREAM, case_subject(grid, case_id)):
+            try:
+                out.append((msg, CaseEvent.model_validate_json(msg.data)))
+            except ValidationError:
+                continue  # (iter_events logs these for the history view)
+        return out
+
     async def alert_messages(
         self, grid: str, alert_id: str, case: Case | None, *, limit: int = 2000
     ) -> list[tuple[dt.datetime, Alert]]:
         """The stored messages of one incident (raised, updates, cleared) with their stored
         times. With its case known, only that camera's and type's subject is read."""
+        found = await self.alert_records(grid, alert_id, case, limit=limit)
+        return [(msg.metadata.timestamp, alert) for msg, alert in found]
+
+    async def alert_records(
+        self, grid: str, alert_id: str, case: Case | None, *, limit: int = 2000
+    ) -> list[tuple[Msg, Alert]]:
+        """:meth:`alert_messages` with the stored messages themselves (their exact bytes)."""
         if case is not None and case.camera_id and case.type:
             subject = alert_subject(grid, case.camera_id, case.type)
             start = case.opened_at - dt.timedelta(minutes=10)
@@ -92,8 +121,39 @@ class ConsoleBackend:
         for msg in await replay(self.js, ALERTS_STREAM, subject, start=start, limit=limit):
             alert = parse_alert(msg)
             if alert is not None and alert.id == alert_id and alert.grid_id == grid:
-                out.append((msg.metadata.timestamp, alert))
+                out.append((msg, alert))
         return out
+
+    async def scan_audit(
+        self, grid: str, start: dt.datetime, keep: Callable[[Msg], bool], *, limit: int
+    ) -> tuple[list[Msg], int]:
+        """The audit records of ``grid`` (every kind) stored since ``start`` that ``keep``
+        accepts, and how many were read (at most ``limit``; read one at a time, so a long
+        history costs time, not memory). The console's own identity may read GW_AUDIT;
+        people may not."""
+        subject = f"{AUDIT_PREFIX}.*.{check_token(grid, 'grid id')}"
+        follower = StreamFollower(
+            self.js,
+            AUDIT_STREAM,
+            subject,
+            start=start,
+            prefix=CONSOLE_REPLAY_CONSUMER_PREFIX,
+            heal=True,
+        )
+        kept: list[Msg] = []
+        read = 0
+        try:
+            await follower.open()
+            while not follower.caught_up and read < limit:
+                msg = await follower.next(3.0)
+                if msg is None:
+                    break
+                read += 1
+                if keep(msg):
+                    kept.append(msg)
+        finally:
+            await follower.close()
+        return kept, read
 
     async def snapshot(
         self, user: UserConfig, grid: str, name: str, *, full: bool

@@ -37,20 +37,26 @@ import asyncio
 import contextlib
 import fractions
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import Any, NamedTuple
+from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from gridwatch.alerts.snapshot_service import pixelate, pixelate_whole
+from gridwatch.alerts.people_blur import (
+    BlurSettings,
+    FindPeople,
+    Look,
+    Outcome,
+    PeopleFinder,
+    blur_frame,
+    look_at,
+)
 from gridwatch.ingest.latest import LatestSlot
 from gridwatch.ingest.masks import PointNorm, PrivacyMasker
 from gridwatch.ingest.reader import Backoff, CameraReader, RawFrame, StreamState
@@ -65,8 +71,6 @@ __all__ = [
 ]
 
 BoxNorm = tuple[float, float, float, float]
-FindPeople = Callable[[npt.NDArray[np.uint8]], Sequence[Sequence[float]]]
-"""BGR image → normalized xyxy boxes of the people on it (runs on a worker thread)."""
 
 log = logging.getLogger(__name__)
 
@@ -229,131 +233,24 @@ def _bgr(frame: VideoFrame) -> npt.NDArray[np.uint8]:
     return image
 
 
-class PeopleFinder:
-    """People boxes from the offline default model through OpenVINO.
-
-    Built on first use (on the calling thread: about a second, during which a blurred view is
-    blurred whole). A low confidence: a false box only blurs some background, a missed person
-    would be shown in clear. The worker's input size (640): measured on the demo video (12
-    frames, 73 people the worker's detector finds), 320 missed 24 of them and 416 missed 18,
-    640 at confidence 0.1 none; one look costs about 130 ms of one core here."""
-
-    def __init__(
-        self,
-        model: str = "default",
-        *,
-        imgsz: int = 640,
-        confidence: float = 0.1,
-        threads: int = 1,
-        backend: str = "openvino",
-    ) -> None:
-        self.model = model
-        self.imgsz = imgsz
-        self.confidence = confidence
-        self.threads = threads
-        self.backend = backend
-        self._detector: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._detector is None:
-                from gridwatch.detectors import build_detector
-
-                t0 = time.perf_counter()
-                self._detector = build_detector(
-                    self.model,
-                    self.confidence,
-                    backend=self.backend,
-                    imgsz=self.imgsz,
-                    threads=self.threads,
-                )
-                log.info(
-                    "live blur: person detector %s (%s, imgsz %d) loaded in %.1f s",
-                    self.model,
-                    self.backend,
-                    self.imgsz,
-                    time.perf_counter() - t0,
-                )
-            return self._detector
-
-    def __call__(self, image: npt.NDArray[np.uint8]) -> list[list[float]]:
-        detector = self._load()
-        found = detector.detect(image)
-        persons = np.isin(found.class_id, list(detector.person_class_ids))
-        boxes: list[list[float]] = found.select(persons).xyxyn().tolist()
-        return boxes
-
-
-class _Look(NamedTuple):
-    boxes: list[list[float]]
-    """Normalized xyxy boxes of the people found."""
-    brightness: npt.NDArray[np.float32]
-    """:func:`block_brightness` of the frame looked at."""
-
-
-def block_brightness(image: npt.NDArray[np.uint8], block: int) -> npt.NDArray[np.float32]:
-    """Mean brightness of each ``block``-pixel cell of a BGR picture (a grid of ``ceil``
-    cells: the last row and column may be a little narrower).
-
-    >>> img = np.zeros((48, 64, 3), np.uint8); img[:16, :16] = 255
-    >>> block_brightness(img, 16).round().tolist()
-    [[255.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
-    """
-    h, w = image.shape[:2]
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    size = (max(1, -(-w // block)), max(1, -(-h // block)))
-    cells: npt.NDArray[np.float32] = cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(
-        np.float32
-    )
-    return cells
-
-
-def changed_blocks(
-    before: npt.NDArray[np.float32], now: npt.NDArray[np.float32], threshold: float
-) -> npt.NDArray[np.bool_]:
-    """Cells whose brightness moved more than ``threshold`` grey levels, and their neighbours
-    (a person's edge can sit in a cell that barely changed). A different grid (the stream's
-    size changed) counts as every cell changed: fail closed.
-
-    >>> a = np.zeros((3, 4), np.float32); b = a.copy(); b[0, 0] = 40
-    >>> changed_blocks(a, b, 8.0).astype(int).tolist()
-    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]
-    """
-    if before.shape != now.shape:
-        return np.ones(now.shape, bool)
-    moved = (np.abs(now - before) > threshold).astype(np.uint8)
-    grown: npt.NDArray[np.bool_] = cv2.dilate(moved, np.ones((3, 3), np.uint8)).astype(bool)
-    return grown
-
-
-def pixelate_blocks(image: npt.NDArray[np.uint8], cells: npt.NDArray[np.bool_]) -> None:
-    """Pixelate in place the ``cells`` (a :func:`block_brightness` grid) of ``image``: each
-    becomes its mean colour."""
-    h, w = image.shape[:2]
-    gh, gw = cells.shape
-    means = cv2.resize(image, (gw, gh), interpolation=cv2.INTER_AREA)
-    blocks = cv2.resize(means, (w, h), interpolation=cv2.INTER_NEAREST)
-    where = cv2.resize(cells.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    image[where] = blocks[where]
-
-
 class BlurredVideoTrack(MediaStreamTrack):
     """``source``'s frames with every person pixelated; the whole picture when unsure.
 
     ``find_people`` runs on ``executor`` on the newest frame at most every ``interval_s``
-    (one look at a time); each frame goes out with the boxes of the latest look, grown by
-    ``margin`` plus ``walk_per_s`` of their width (and a sixth of that of their height) per
-    second of the look's age, over a fine mosaic of the whole frame (blocks of 1/96 of its
-    short side: a far person the detector missed is a few blocks). Blocks (1/``moved_divisor``
-    of the short side) whose mean brightness moved more than ``moved_threshold`` since the
-    look's frame are pixelated as coarsely as a person: someone who entered the picture after
-    the look, walked faster than the boxes grew or was missed is not shown in clear (on a close
-    camera, people are large enough to keep a face through the fine mosaic: on the demo video
-    zoomed ×3, four scenes, the worker's detector still found 2 of 12 people a blind look
-    missed, none with this guard). No look yet, a look older than ``max_age_s`` or a failed
-    look: the whole frame is pixelated (fail closed). Shared
-    per camera through a ``MediaRelay``, so the detector's cost is per camera, not per viewer.
+    (one look at a time); each frame goes out blurred by
+    :func:`~gridwatch.alerts.people_blur.blur_frame` from the latest look (the same blur as
+    the clip service's): the look's boxes, grown by ``margin`` plus ``walk_per_s`` of their
+    width (and a sixth of that of their height) per second of the look's age, over a fine
+    mosaic of the whole frame (blocks of 1/96 of its short side: a far person the detector
+    missed is a few blocks). Blocks (1/``moved_divisor`` of the short side) whose mean
+    brightness moved more than ``moved_threshold`` since the look's frame are pixelated as
+    coarsely as a person: someone who entered the picture after the look, walked faster than
+    the boxes grew or was missed is not shown in clear (on a close camera, people are large
+    enough to keep a face through the fine mosaic: on the demo video zoomed ×3, four scenes,
+    the worker's detector still found 2 of 12 people a blind look missed, none with this
+    guard). No look yet, a look older than ``max_age_s`` or a failed look: the whole frame is
+    pixelated (fail closed). Shared per camera through a ``MediaRelay``, so the detector's cost
+    is per camera, not per viewer.
     """
 
     kind = "video"
@@ -377,16 +274,18 @@ class BlurredVideoTrack(MediaStreamTrack):
         self._source = source
         self._find = find_people
         self._executor = executor
-        self.interval_s = interval_s
-        self.max_age_s = max_age_s
-        self.margin = margin
-        self.walk_per_s = walk_per_s
-        self.retry_after_s = retry_after_s
-        self.base_divisor = base_divisor
-        self.moved_divisor = moved_divisor
-        self.moved_threshold = moved_threshold
-        self._look: tuple[float, _Look] | None = None
-        self._pending: asyncio.Future[_Look] | None = None
+        self.settings = BlurSettings(
+            interval_s=interval_s,
+            max_age_s=max_age_s,
+            margin=margin,
+            walk_per_s=walk_per_s,
+            retry_after_s=retry_after_s,
+            base_divisor=base_divisor,
+            moved_divisor=moved_divisor,
+            moved_threshold=moved_threshold,
+        )
+        self._look: tuple[float, Look] | None = None
+        self._pending: asyncio.Future[Look] | None = None
         self._next_look = 0.0
         self.looks = 0
         self.look_failures = 0
@@ -397,21 +296,18 @@ class BlurredVideoTrack(MediaStreamTrack):
         self.frames_moved = 0
         """Frames that had blocks changed since their look (pixelated coarsely)."""
 
-    def _moved_block(self, image: npt.NDArray[np.uint8]) -> int:
-        return max(8, min(int(image.shape[0]), int(image.shape[1])) // self.moved_divisor)
-
     def _start_look(self, image: npt.NDArray[np.uint8], now: float) -> None:
-        def run() -> _Look:
+        def run() -> Look:
             t0 = time.perf_counter()
-            boxes = [list(map(float, b[:4])) for b in self._find(image)]
+            look = look_at(image, self._find, self.settings)
             self.look_ms += 1000 * (time.perf_counter() - t0)
-            return _Look(boxes, block_brightness(image, self._moved_block(image)))
+            return look
 
-        self._next_look = now + self.interval_s
+        self._next_look = now + self.settings.interval_s
         future = asyncio.get_running_loop().run_in_executor(self._executor, run)
         self._pending = future
 
-        def done(f: asyncio.Future[_Look]) -> None:
+        def done(f: asyncio.Future[Look]) -> None:
             self._pending = None
             if f.cancelled():
                 return
@@ -419,7 +315,7 @@ class BlurredVideoTrack(MediaStreamTrack):
             if exc is not None:
                 self.look_failures += 1
                 self._look = None
-                self._next_look = time.monotonic() + self.retry_after_s
+                self._next_look = time.monotonic() + self.settings.retry_after_s
                 log.warning("live blur: the person detector failed (%s); blurring whole", exc)
                 return
             self.looks += 1
@@ -427,36 +323,21 @@ class BlurredVideoTrack(MediaStreamTrack):
 
         future.add_done_callback(done)
 
-    def _blur(self, image: npt.NDArray[np.uint8], now: float) -> None:
+    def _blur(self, image: npt.NDArray[np.uint8], now: float) -> Outcome:
         look = self._look
-        if look is None or now - look[0] > self.max_age_s:
-            pixelate_whole(image)
+        outcome = blur_frame(
+            image,
+            None if look is None else look[1],
+            0.0 if look is None else now - look[0],
+            self.settings,
+        )
+        if outcome == "whole":
             self.frames_whole += 1
-            return
-        h, w = image.shape[:2]
-        moved = changed_blocks(
-            look[1].brightness,
-            block_brightness(image, self._moved_block(image)),
-            self.moved_threshold,
-        )
-        # a fine mosaic everywhere first: the far, small people a detector misses most
-        # (a few blocks each), while the scene stays readable; then what changed since the
-        # look and the people found, coarse
-        pixelate(image, 0, 0, w, h, max(4, min(w, h) // self.base_divisor))
-        if moved.any():
-            pixelate_blocks(image, moved)
-            self.frames_moved += 1
-        age = max(0.0, now - look[0])
-        grow_x, grow_y = (
-            self.margin + self.walk_per_s * age,
-            self.margin + self.walk_per_s * age / 6,
-        )
-        for x1, y1, x2, y2 in look[1].boxes:
-            mx, my = (x2 - x1) * grow_x, (y2 - y1) * grow_y
-            px1, py1 = max(0, int((x1 - mx) * w)), max(0, int((y1 - my) * h))
-            px2, py2 = min(w, int(np.ceil((x2 + mx) * w))), min(h, int(np.ceil((y2 + my) * h)))
-            pixelate(image, px1, py1, px2, py2, max(10, (px2 - px1) // 6))
-        self.frames_people += 1
+        else:
+            self.frames_people += 1
+            if outcome == "moved":
+                self.frames_moved += 1
+        return outcome
 
     async def recv(self) -> VideoFrame:
         if self.readyState != "live":

@@ -48,6 +48,47 @@
     $("btn-resolve").disabled = !(st === "acknowledged" || st === "dispatched" || st === "on_scene");
   }
 
+  /* Export case: only for roles that see full pictures (the server refuses the others too) */
+  function showExport() {
+    $("export").hidden = !(gw.me.full_snapshots && item.case);
+  }
+
+  async function exportCase() {
+    const msg = $("export-msg");
+    const button = $("btn-export");
+    button.disabled = true;
+    gw.flash(msg, "exporting…");
+    try {
+      const r = await fetch("/api/cases/" + encodeURIComponent(grid) + "/" +
+        encodeURIComponent(alertId) + "/export", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": gw.me.csrf },
+      });
+      if (r.status === 401) gw.toLogin();
+      if (!r.ok) {
+        let text = r.statusText;
+        try {
+          text = (await r.json()).error || text;
+        } catch (e) { /* not JSON */ }
+        throw new Error(text);
+      }
+      const blob = await r.blob();
+      const m = /filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "");
+      const a = gw.el("a", { href: URL.createObjectURL(blob), download: m ? m[1] : "case.zip" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      const sha = r.headers.get("X-Gw-Manifest-Sha256") || "";
+      gw.flash(msg, "Exported (recorded in the audit log); manifest SHA-256 " + sha.slice(0, 16) + "…");
+    } catch (e) {
+      gw.flash(msg, "Export refused: " + e.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function render(data) {
     item = data.item;
     const c = item.case;
@@ -93,6 +134,7 @@
     }
     showSnapshot();
     showActions();
+    showExport();
     gw.tickDeadlines();
   }
 
@@ -130,6 +172,7 @@
     $("btn-onscene").addEventListener("click", () => act("on_scene"));
     $("btn-resolve").addEventListener("click", () =>
       act("resolve", { outcome: $("outcome").value, note: $("note").value }));
+    $("btn-export").addEventListener("click", exportCase);
     window.gwLivePlayer($("live-video"), $("live-button"), $("live-status"), () => item && item.camera_id);
     await load();
     gw.feed({
