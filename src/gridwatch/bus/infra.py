@@ -263,35 +263,33 @@ async def _ensure_kv_once(
 
 
 async def ensure_object_store(js: JetStreamContext, spec: ObjectStoreSpec) -> ObjectStore:
-    """Create ``spec``'s object store, or converge its TTL and replicas (the only settings an
-    object store config carries that we own) on the stream behind it."""
+    """Create ``spec``'s object store, or converge what we own of it (TTL, replicas, and for a
+    store with a size limit that limit) on the stream behind it.
+
+    The stream is created here with the layout nats-py's ``create_object_store`` gives it,
+    but in one step with everything we own, so workers starting together on a fresh cluster
+    meet an existing stream that already has its final settings (creating it and then
+    updating it raced: three workers updating one stream at once timed out in CI). A store
+    with a size limit discards the oldest chunks when full (nats-py's default refuses new
+    puts, which would lose the newest evidence instead)."""
     stream = object_store_stream(spec.bucket)
-    try:
-        await js.stream_info(stream)
-    except NotFoundError:
-        try:
-            obs = await js.create_object_store(
-                spec.bucket,
-                config=js_api.ObjectStoreConfig(
-                    description=spec.description,
-                    ttl=spec.ttl_s,
-                    storage=js_api.StorageType.FILE,
-                    replicas=spec.replicas,
-                    max_bytes=spec.max_bytes if spec.max_bytes is not None else -1,
-                ),
-            )
-            log.info("created object store %s (ttl %.0fs)", spec.bucket, spec.ttl_s)
-            if spec.max_bytes is None:
-                return obs
-        except APIError as e:
-            if e.err_code != STREAM_EXISTS_ERR_CODE:
-                raise
+    discard = js_api.DiscardPolicy.OLD if spec.max_bytes is not None else js_api.DiscardPolicy.NEW
     owned: dict[str, Any] = {"max_age": float(spec.ttl_s), "num_replicas": spec.replicas}
     if spec.max_bytes is not None:
-        # full: the oldest objects' chunks go (nats-py creates object stores refusing new
-        # puts when full, which would lose the newest evidence instead)
-        owned.update(max_bytes=spec.max_bytes, discard=js_api.DiscardPolicy.OLD)
-    await converge_stream(js, stream, owned, create=None)
+        owned.update(max_bytes=spec.max_bytes, discard=discard)
+    create = js_api.StreamConfig(
+        name=stream,
+        description=spec.description,
+        subjects=[f"$O.{spec.bucket}.C.>", f"$O.{spec.bucket}.M.>"],
+        max_age=float(spec.ttl_s),
+        max_bytes=spec.max_bytes if spec.max_bytes is not None else -1,
+        storage=js_api.StorageType.FILE,
+        num_replicas=spec.replicas,
+        discard=discard,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+    await converge_stream(js, stream, owned, create=create)
     return await js.object_store(spec.bucket)
 
 

@@ -177,13 +177,7 @@ class Worker:
             tasks.append(asyncio.create_task(publisher.run_replay()))
             clips = self.config.alerts.clips
             if clips.enabled:
-                store = await ensure_clip_store(
-                    nc.jetstream(timeout=30.0),
-                    ttl_s=clips.retention_days * 86400,
-                    max_bytes=clips.max_bytes,
-                    replicas=self.config.nats.replicas,
-                )
-                self.clips = ClipRecorder(store, clips)
+                self.clips = await self._start_clips(nc)
             self._detector = await self._load_detector()
             self._start_inference()
             if self.config.leases.enabled:
@@ -223,6 +217,22 @@ class Worker:
                 await asyncio.wait_for(nc.drain(), 5)
             if self.spool is not None:
                 self.spool.close()
+
+    async def _start_clips(self, nc: NatsClient) -> ClipRecorder | None:
+        """The clip recorder, or None (logged) when gw_clips cannot be made or bound: clips
+        are evidence beside the alerts, never a reason for cameras not to run."""
+        clips = self.config.alerts.clips
+        try:
+            store = await ensure_clip_store(
+                nc.jetstream(timeout=30.0),
+                ttl_s=clips.retention_days * 86400,
+                max_bytes=clips.max_bytes,
+                replicas=self.config.nats.replicas,
+            )
+        except Exception as e:
+            log.error("evidence clips are off: object store gw_clips unavailable (%s)", e)
+            return None
+        return ClipRecorder(store, clips)
 
     def _start_inference(self) -> None:
         """The batching inference service (one thread per detector stream) and /metrics."""
