@@ -315,3 +315,89 @@ notify:
                 if cases is not None:
                     await cases.stop()
                 await users.close()
+
+
+async def test_the_console_runs_as_service_console(tmp_path: Path) -> None:
+    """Threat: the console's host holds an unrestricted account because the console only ever
+    ran as one. The console runs here as a ``service: console`` identity beside the case and
+    snapshot services and a worker's alert path under theirs: it starts (the streams it reads
+    were made by their owners), an operator logs in and sees an alert, its case, its snapshot
+    and acknowledges it, without a single permissions violation."""
+    import aiohttp
+    import cv2
+    import numpy as np
+    from aiohttp import web
+
+    from gridwatch.alerts.snapshot_service import SnapshotService
+    from gridwatch.alerts.snapshots import SnapshotStore, snapshot_name_for
+    from gridwatch.console.app import create_app
+    from gridwatch.console.cameras import CameraDirectory
+
+    cfg = parse_config(
+        config_text(f'cameras: [{{id: cam-a, grid: {GRID_A}, url: "rtsp://127.0.0.1:9/a"}}]\n'),
+        "svc-identities.yaml",
+    )
+    async with secured(cfg, tmp_path) as server:
+        users = UserConnections(server)
+        cases: CaseService | None = None
+        snaps: SnapshotService | None = None
+        runner: web.AppRunner | None = None
+        try:
+            worker = await users.connect("svc-worker")
+            infra = await asyncio.wait_for(ensure_alert_infra(worker.jetstream()), 10)
+            cases = CaseService(await users.connect("svc-cases"), cfg)
+            await asyncio.wait_for(cases.start(), 15)
+            snaps = SnapshotService(await users.connect("svc-cases"), cfg)
+            await snaps.start()
+
+            console_nc = await users.connect("svc-console")
+            app = create_app(cfg, console_nc, cameras=CameraDirectory(cfg, console_nc))
+            runner = web.AppRunner(app, access_log=None)
+            await asyncio.wait_for(runner.setup(), 30)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+            alert = make_alert(GRID_A, "cam-a", 1, count=9)
+            alert = alert.model_copy(update={"snapshot": snapshot_name_for(alert)})
+            ok, buf = cv2.imencode(".jpg", np.full((96, 160, 3), 128, np.uint8))
+            assert ok
+            jpeg = buf.tobytes()
+            publisher = AlertPublisher(worker, snapshots=SnapshotStore(infra.snapshots))
+            await publisher.publish_with_snapshot(alert, jpeg)
+            await wait_until(lambda: len(cases.cases) == 1, within=10)
+
+            async with aiohttp.ClientSession(
+                base_url=f"http://127.0.0.1:{port}",
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as http:
+                login = {"name": "op-zhang", "password": password("op-zhang")}
+                async with http.post("/login", json=login) as r:
+                    assert r.status == 200, await r.text()
+                    csrf = {"X-CSRF-Token": (await r.json())["csrf"]}
+                async with http.get(f"/api/alerts/{GRID_A}/{alert.id}") as r:
+                    assert r.status == 200, await r.text()
+                    detail = await r.json()
+                assert detail["messages"][0]["id"] == alert.id
+                snap = detail["messages"][0]["snapshot"]
+                async with http.get(f"/api/snapshots/{GRID_A}/{snap}") as r:
+                    assert r.status == 200, await r.text()
+                    assert (await r.read()).startswith(b"\xff\xd8")
+                async with http.post(
+                    f"/api/cases/{GRID_A}/{alert.id}/acknowledge", headers=csrf, json={}
+                ) as r:
+                    assert r.status == 200, await r.text()
+                async with http.get("/api/cases") as r:
+                    assert r.status == 200, await r.text()
+            await asyncio.sleep(0.3)
+            assert client_violations(users) == {}
+            assert violations_in_log(server) == []
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            if snaps is not None:
+                await snaps.stop()
+            if cases is not None:
+                await cases.stop()
+            await users.close()

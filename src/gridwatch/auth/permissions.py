@@ -280,6 +280,8 @@ SERVICE_RULES: dict[str, Rules] = {
             *_person_reads({ALERTS_STREAM: ALERTS_PREFIX}, "*")[:-1],  # named, filter in subject
             *_stream_read(CASES_STREAM),
             *_ephemeral(CASES_STREAM),
+            # looks at the streams it reads at start (their owners make them; see console.app)
+            *(f"{JS_API}.STREAM.INFO.{s}" for s in (ALERTS_STREAM, CASES_STREAM, f"KV_{CASES_KV}")),
             *_kv(PUSH_SUBS_KV),
             *_kv(CAMERAS_KV, write=False),  # the camera list, read only
             *_kv(CAMERA_SECRETS_KV, write=False),  # the live view connects to the cameras
