@@ -56,8 +56,9 @@ from gridwatch.alerts.clip_render import RenderResult, render_clip
 from gridwatch.alerts.people_blur import BlurSettings, FindPeople, Image, PeopleFinder
 from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter
 from gridwatch.alerts.tail import parse_alert
+from gridwatch.alerts.viewing import audit_full_view, check_viewer, failure, requester
 from gridwatch.auth.models import UserConfig
-from gridwatch.auth.subjects import AUDIT_STREAM, CLIP_REQ_PREFIX, audit_subject
+from gridwatch.auth.subjects import CLIP_REQ_PREFIX, audit_subject
 from gridwatch.bus.consumers import StreamFollower
 from gridwatch.bus.infra import ensure_audit_stream
 from gridwatch.bus.names import (
@@ -261,14 +262,8 @@ class ClipService(Service):
         task.add_done_callback(self._requests.discard)
 
     async def _answer(self, msg: Msg, received: float) -> None:
-        parts = msg.subject.split(".")
         try:
-            if len(parts) != 5:
-                raise ClipDenied("invalid", "bad subject")
-            grid, name = parts[3], parts[4]
-            user = self.users.get(name)
-            if user is None:
-                raise ClipDenied("forbidden", f"unknown user {name!r}")
+            grid, user = requester(msg.subject, self.users, ClipDenied)
             req = ClipRequest.model_validate_json(msg.data)
             reply = await self.serve(grid, user, req)
             if time.monotonic() - received > REPLY_WINDOW_S - 5:
@@ -279,19 +274,12 @@ class ClipService(Service):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            code = e.code if isinstance(e, ClipDenied) else "invalid"
-            if not isinstance(e, ClipDenied | ValueError):
-                log.exception("clip request on %s failed", msg.subject)
-                code = "unavailable"
             with contextlib.suppress(Exception):
-                await respond_chunked(msg, BytesReply.failure(code, str(e)))
+                await respond_chunked(msg, failure(e, msg.subject, ClipDenied))
 
     async def serve(self, grid: str, user: UserConfig, req: ClipRequest) -> BytesReply:
         """The clip as ``user`` may see it (see the module docstring); :class:`ClipDenied`."""
-        if not user.is_person and user.role != "admin":
-            raise ClipDenied("forbidden", f"a {user.role} account does not view clips")
-        if not user.may_see_grid(grid):
-            raise ClipDenied("forbidden", f"{user.name} is not in grid {grid}")
+        check_viewer(user, grid, "clips", ClipDenied)
         try:
             camera, alert_id = parse_clip_name(req.name)
         except ValueError as e:
@@ -468,17 +456,16 @@ class ClipService(Service):
         }
         # acknowledged by JetStream (stream GW_AUDIT) before the clip leaves: no record, no clip
         try:
-            await self.nc.jetstream().publish(
+            await audit_full_view(
+                self.nc,
                 audit_subject("view", grid),
-                json.dumps(record).encode(),
-                stream=AUDIT_STREAM,
-                timeout=self.op_timeout,
+                record,
+                ack_timeout=self.op_timeout,
+                denied=ClipDenied,
             )
-        except Exception as e:
+        except ClipDenied:
             self.audit_failed += 1
-            log.error("AUDIT record not stored (%s): refusing the full clip %s", e, record)
-            raise ClipDenied("audit", "the view could not be audited, so it is not shown") from e
-        log.info("AUDIT unblurred clip %s viewed by %s (%s)", name, user.name, user.role)
+            raise
 
 
 # -- client ------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 from collections.abc import Sequence
 from typing import Literal
@@ -40,9 +39,9 @@ from nats.js.object_store import ObjectStore
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.alerts.subjects import SNAPSHOT_BUCKET
+from gridwatch.alerts.viewing import audit_full_view, check_viewer, failure, requester
 from gridwatch.auth.models import UserConfig
 from gridwatch.auth.subjects import (
-    AUDIT_STREAM,
     SNAPSHOT_REQ_PREFIX,
     audit_subject,
     snapshot_request_subject,
@@ -200,10 +199,7 @@ class SnapshotService(Service):
     async def serve(
         self, grid: str, user: UserConfig, req: SnapshotRequest
     ) -> tuple[bytes, Variant]:
-        if not user.is_person and user.role != "admin":
-            raise SnapshotDenied("forbidden", f"a {user.role} account does not view snapshots")
-        if not user.may_see_grid(grid):
-            raise SnapshotDenied("forbidden", f"{user.name} is not in grid {grid}")
+        check_viewer(user, grid, "snapshots", SnapshotDenied)
         store = await self._objects()
         try:
             obj = await asyncio.wait_for(store.get(req.name), self.op_timeout)
@@ -235,42 +231,29 @@ class SnapshotService(Service):
         # acknowledged by JetStream (stream GW_AUDIT) before the picture leaves: no record, no
         # picture, as in the console
         try:
-            await self.nc.jetstream().publish(
+            await audit_full_view(
+                self.nc,
                 audit_subject("snapshot", grid),
-                json.dumps(record).encode(),
-                stream=AUDIT_STREAM,
-                timeout=self.op_timeout,
+                record,
+                ack_timeout=self.op_timeout,
+                denied=SnapshotDenied,
             )
-        except Exception as e:
+        except SnapshotDenied:
             self.audit_failed += 1
-            log.error("AUDIT record not stored (%s): refusing the full snapshot %s", e, record)
-            raise SnapshotDenied(
-                "audit", "the view could not be audited, so it is not shown"
-            ) from e
-        log.info("AUDIT unblurred snapshot %s viewed by %s (%s)", name, user.name, user.role)
+            raise
 
     async def _on_request(self, msg: Msg) -> None:
         if not msg.reply:
             return
-        parts = msg.subject.split(".")
         try:
-            if len(parts) != 5:
-                raise SnapshotDenied("invalid", "bad subject")
-            grid, name = parts[3], parts[4]
-            user = self.users.get(name)
-            if user is None:
-                raise SnapshotDenied("forbidden", f"unknown user {name!r}")
+            grid, user = requester(msg.subject, self.users, SnapshotDenied)
             req = SnapshotRequest.model_validate_json(msg.data)
             data, variant = await self.serve(grid, user, req)
             self.served += 1
             await respond(msg, BytesReply(data, {VARIANT_HEADER: variant}))
         except Exception as e:
-            code = e.code if isinstance(e, SnapshotDenied) else "invalid"
-            if not isinstance(e, SnapshotDenied | ValueError):
-                log.exception("snapshot request on %s failed", msg.subject)
-                code = "unavailable"
             with contextlib.suppress(Exception):
-                await respond(msg, BytesReply.failure(code, str(e)))
+                await respond(msg, failure(e, msg.subject, SnapshotDenied))
 
 
 class SnapshotRequestError(RequestError):
