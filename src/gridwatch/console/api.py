@@ -9,6 +9,7 @@
 ``POST /api/cases/<grid>/<id>/<op>``                    acknowledge, dispatch, on_scene, resolve
 ``POST /api/cases/<grid>/<id>/export``                  the case bundle (zip; :mod:`.case_export`)
 ``GET  /api/snapshots/<grid>/<name>?variant=``          the JPEG (full views audited first)
+``GET  /api/clips/<grid>/<name>?variant=``              the alert's MP4, HTTP ranges (:mod:`.clips`)
 ``GET  /api/grids/<grid>/responders``                   whom a case of the grid can go to
 ``GET  /api/cameras``, ``/api/cameras/<id>``            cameras with health (scoped)
 ``POST /api/push/subscribe``                            store this browser's Web Push subscription
@@ -108,6 +109,8 @@ async def config_view(request: web.Request) -> web.StreamResponse:
             "types": list(RULE_TYPES),
             "states": [s.value for s in CaseState],
             "deadlines": deadlines,
+            # the players: whether alerts have clips, and how long after the alert one is stored
+            "clips": {"enabled": cfg.alerts.clips.enabled, "post_s": cfg.alerts.clips.post_s},
             "vapid_public_key": c.vapid_public_key,
         }
     )

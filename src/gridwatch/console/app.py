@@ -15,9 +15,9 @@ every route:
   (``/api/live/<camera>/...``) to the cameras of the user's grid before they run (those also
   get ``request["user"]``, the live module's contract).
 
-The JSON API and the live feed are in :mod:`.api`, case bundles in :mod:`.case_export`; what
-handlers share (the :class:`Console`, request keys, the client's address, audit records) in
-:mod:`.context`.
+The JSON API and the live feed are in :mod:`.api`, case bundles in :mod:`.case_export`, alert
+clips in :mod:`.clips`; what handlers share (the :class:`Console`, request keys, the client's
+address, audit records) in :mod:`.context`.
 """
 
 from __future__ import annotations
@@ -38,13 +38,21 @@ from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.auth.models import UserConfig
 from gridwatch.auth.passwords import hash_password, verify_password
+from gridwatch.bus.names import (
+    ALERTS_STREAM,
+    CASES_KV,
+    CASES_STREAM,
+    kv_stream,
+)
 from gridwatch.cases.store import ensure_case_infra
 from gridwatch.config import GridwatchConfig
-from gridwatch.console import api, case_export
+from gridwatch.console import api, case_export, clips
 from gridwatch.console.audit import AuditLog, ensure_audit_stream
 from gridwatch.console.backend import ConsoleBackend
 from gridwatch.console.cameras import CameraDirectory, HealthMonitor
@@ -493,6 +501,7 @@ def create_app(
     r.add_get("/m/sw.js", static_file)
     case_export.register(app)  # before the API's /api/cases/<grid>/<id>/<op>
     api.register(app)
+    clips.register(app)
     r.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
     if live_hub is not None:
         live = importlib.import_module("gridwatch.console.live")
@@ -503,21 +512,48 @@ def create_app(
     return app
 
 
+async def _ensure_read_streams(c: Console, js: JetStreamContext) -> None:
+    """The streams the console reads belong to the workers and the case service, which make
+    and converge them; the console only makes them when they are missing (a console started
+    first), and only where its identity may: a ``service: console`` identity may look at them
+    (STREAM.INFO) but not create them, so it logs what is missing and starts anyway (the pages
+    fill once the owners have run)."""
+    missing = []
+    # not gw_snapshots: the console never reads it (the snapshot service does, for people)
+    for name in (ALERTS_STREAM, CASES_STREAM, kv_stream(CASES_KV)):
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            missing.append(name)
+    if not missing:
+        return
+    a = c.config.alerts
+    try:
+        await ensure_alert_infra(
+            js,
+            max_age_s=a.retention_days * 86400,
+            duplicate_window_s=a.duplicate_window_s,
+            snapshot_ttl_s=None
+            if a.snapshot_retention_days is None
+            else a.snapshot_retention_days * 86400,
+        )
+        await ensure_case_infra(js, retention_days=c.config.cases.retention_days)
+    except Exception as e:
+        log.error(
+            "console: %s missing and not made by this identity (%s): the workers and the case "
+            "service make them; the console shows them once they "
+            "exist",
+            ", ".join(missing),
+            type(e).__name__,
+        )
+
+
 async def _start(app: web.Application) -> None:
     """Make sure the streams the console reads exist (a console may start before any worker
     or case service), with the retention of the same config the others use."""
     c = app[CONSOLE]
     js = c.nc.jetstream()
-    a = c.config.alerts
-    await ensure_alert_infra(
-        js,
-        max_age_s=a.retention_days * 86400,
-        duplicate_window_s=a.duplicate_window_s,
-        snapshot_ttl_s=None
-        if a.snapshot_retention_days is None
-        else a.snapshot_retention_days * 86400,
-    )
-    await ensure_case_infra(js, retention_days=c.config.cases.retention_days)
+    await _ensure_read_streams(c, js)
     cs = c.config.console
     await ensure_audit_stream(
         js,

@@ -4,14 +4,15 @@ The console holds one service connection. A service account may send case comman
 bare ``gw.v1.case-cmd.<grid>`` with the person as ``actor`` (see
 :mod:`gridwatch.cases.service`), and ask the snapshot service on
 ``gw.v1.snapshot-get.<grid>.<person>``: so the case service applies the person's role and grid
-to every action, and the snapshot service blurs or refuses exactly as it would for the
-person's own phone. The console has checked the grid already (:mod:`.scope`); these services
-check it again.
+to every action, and the snapshot and clip services blur or refuse exactly as they would for
+the person's own phone (clips: ``gw.v1.clip-get.<grid>.<person>``). The console has checked
+the grid already (:mod:`.scope`); these services check it again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from gridwatch.alerts.clip_service import request_clip_reply, served_variant
 from gridwatch.alerts.snapshot_service import request_snapshot
 from gridwatch.alerts.subjects import ALERTS_STREAM, alert_filter, alert_subject, check_token
 from gridwatch.alerts.tail import parse_alert
@@ -40,17 +42,29 @@ from gridwatch.cases.model import Case, CaseCommand, CaseEvent, CaseState
 from gridwatch.cases.store import iter_events
 from gridwatch.model import Alert
 from gridwatch.notify.subscriptions import ensure_push_bucket, register_subscription
+from gridwatch.worker.clips import CLIP_PRE_ROLL_HEADER
 
 
 class ConsoleBackend:
-    """Case commands, case history, alert messages, audit records, snapshots and push
-    registration."""
+    """Case commands, case history, alert messages, audit records, snapshots, clips and push
+    registration.
 
-    def __init__(self, nc: NATS, *, timeout: float = 5.0, lookback_s: float = 86400.0) -> None:
+    ``clip_timeout``: how long a clip may take to come (a blurred or masked one is re-encoded
+    by the clip service first, seconds to a minute)."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        timeout: float = 5.0,
+        lookback_s: float = 86400.0,
+        clip_timeout: float = 120.0,
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.timeout = timeout
         self.lookback_s = lookback_s
+        self.clip_timeout = clip_timeout
 
     async def _case_request(self, grid: str, user: UserConfig, cmd: CaseCommand) -> CaseReply:
         return await request(
@@ -168,6 +182,29 @@ class ConsoleBackend:
             variant="full" if full else "blurred",
             reply_timeout=self.timeout,
         )
+
+    async def clip(
+        self, user: UserConfig, grid: str, name: str, *, full: bool
+    ) -> tuple[bytes, str, float | None]:
+        """The MP4 of clip ``name`` as the clip service serves it to ``user`` (blurred unless
+        ``full`` and their role may; a full one audited by the service before it leaves): (data,
+        variant served, the onset's offset into the clip in seconds, None when the clip does
+        not say). Raises ClipRequestError."""
+        reply = await request_clip_reply(
+            self.nc,
+            name=name,
+            grid=grid,
+            user=user.name,
+            variant="full" if full else "blurred",
+            reply_timeout=self.clip_timeout,
+        )
+        try:
+            onset: float | None = float(reply.headers[CLIP_PRE_ROLL_HEADER])
+        except (KeyError, ValueError):
+            onset = None
+        if onset is not None and not (math.isfinite(onset) and onset >= 0):
+            onset = None
+        return reply.data, served_variant(reply), onset
 
     async def register_push(
         self, user: UserConfig, subscription: dict[str, Any], *, max_per_user: int | None = None

@@ -1,5 +1,5 @@
-/* One alert: snapshot, fields, case history and actions, refreshed live when the case moves
- * (someone else's action shows up without a reload). */
+/* One alert: snapshot, clip, fields, case history and actions, refreshed live when the case
+ * moves (someone else's action shows up without a reload). */
 (function () {
   "use strict";
   const gw = window.gw;
@@ -8,6 +8,7 @@
   const alertId = decodeURIComponent(parts[3]);
   let item = null;
   let snapshotFor = null;
+  let clipFor = null;
   const $ = (id) => document.getElementById(id);
 
   function field(dl, label, value) {
@@ -35,6 +36,22 @@
     };
     img.onerror = () => gw.flash($("snapshot-note"), "The snapshot could not be loaded.", true);
     img.src = url;
+  }
+
+  /* The clip of the raised message (stored alerts.clips.post_s after it: the player waits) */
+  function showClip(messages) {
+    const m = messages.find((x) => x.clip);
+    if (!m || m.clip === clipFor || !window.gwClipPlayer) return;
+    clipFor = m.clip;
+    const clips = (gw.config && gw.config.clips) || { post_s: 10 };
+    const since = Date.parse(m.stored_at || item.raised_at);
+    window.gwClipPlayer($("clip"), {
+      url: "/api/clips/" + encodeURIComponent(grid) + "/" + m.clip.split("/").map(encodeURIComponent).join("/"),
+      dueAt: isFinite(since) ? since + (clips.post_s + 3) * 1000 : null,
+      note: (variant) => variant === "full"
+        ? "Full clip: this view is recorded in the audit log."
+        : "People are blurred.",
+    });
   }
 
   function showActions() {
@@ -133,6 +150,7 @@
       }
     }
     showSnapshot();
+    showClip(data.messages);
     showActions();
     showExport();
     gw.tickDeadlines();
@@ -167,6 +185,7 @@
   async function main() {
     await gw.loadMe();
     gw.header();
+    await gw.loadConfig().catch(() => null); // (when a clip is due; the page works without)
     $("btn-ack").addEventListener("click", () => act("acknowledge"));
     $("btn-dispatch").addEventListener("click", () => act("dispatch", { responder: $("dispatch-to").value }));
     $("btn-onscene").addEventListener("click", () => act("on_scene"));

@@ -1,9 +1,11 @@
 /* The responder view (/m/): the open cases of the user's grid, one big card each, with
- * acknowledge / on scene / resolve; a button registers this phone for Web Push. */
+ * acknowledge / on scene / resolve and the alert's clip (blurred, on a tap; at once for the case
+ * a notification opened); a button registers this phone for Web Push. */
 (function () {
   "use strict";
   const gw = window.gw;
   const items = new Map();
+  const clips = new Map(); // alert id -> its clip player's box, kept when its card is redrawn
   const $ = (id) => document.getElementById(id);
   const focus = location.pathname.startsWith("/m/cases/")
     ? decodeURIComponent(location.pathname.split("/")[4] || "") : "";
@@ -35,6 +37,37 @@
     await act(item, "on_scene", {}, msg);
   }
 
+  /* The clip is <camera>/<alert id>.mp4 (gridwatch.worker.clips.clip_name), played in the
+   * responder's version: people blurred. */
+  function clipUrl(item) {
+    return "/m/clips/" + encodeURIComponent(item.grid_id) + "/" + encodeURIComponent(item.camera_id) +
+      "/" + encodeURIComponent(item.id) + ".mp4?variant=blurred";
+  }
+
+  function openClip(item, slot) {
+    let box = clips.get(item.id);
+    if (!box) {
+      box = gw.el("div", { class: "clip mclip" });
+      const since = Date.parse(item.stored_at || item.raised_at);
+      const player = window.gwClipPlayer(box, {
+        url: clipUrl(item),
+        dueAt: isFinite(since) ? since + (gw.config.clips.post_s + 3) * 1000 : null,
+        note: () => "People are blurred.",
+      });
+      box.stopPlayer = player.stop;
+      clips.set(item.id, box);
+    }
+    slot.replaceChildren(box);
+  }
+
+  function clipSlot(item) {
+    if (!window.gwClipPlayer || !(gw.config && gw.config.clips && gw.config.clips.enabled)) return null;
+    const slot = gw.el("div", { class: "mclip-slot" });
+    if (clips.has(item.id) || item.id === focus) openClip(item, slot);
+    else slot.append(button("Play clip", "clip-open", () => openClip(item, slot), true));
+    return slot;
+  }
+
   function card(item) {
     const st = item.state;
     const msg = gw.el("p", { class: "msg", role: "status" });
@@ -50,6 +83,7 @@
       gw.el("div", { class: "mcase-where", text: (item.camera_name || item.camera_id) + " · " + gw.fmtTime(item.raised_at) + " · " + item.count + " people" }),
       c.dispatched_to ? gw.el("div", { class: "muted", text: "dispatched to " + c.dispatched_to }) : null,
       snap ? gw.el("img", { class: "mthumb", src: snap, alt: "Snapshot (people blurred)", loading: "lazy" }) : null,
+      clipSlot(item),
       gw.el("div", { class: "mbuttons" },
         button("Acknowledge", "ack", () => act(item, "acknowledge", {}, msg), st === "open"),
         button("On scene", "onscene", () => onScene(item, msg), canOnScene)),
@@ -73,6 +107,12 @@
       return fresh;
     });
     list.replaceChildren(...cards);
+    for (const [id, box] of clips) {
+      if (!open.some((i) => i.id === id)) {
+        box.stopPlayer();
+        clips.delete(id);
+      }
+    }
     $("empty").hidden = cards.length > 0;
     gw.tickDeadlines();
   }
