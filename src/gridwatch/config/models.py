@@ -180,6 +180,26 @@ class PrivacyMaskConfig(ZoneConfig):
     """
 
 
+class CameraClipsConfig(_Strict):
+    """A camera's own clip window (a school gate may want more before the onset than a
+    square); unset keys take ``alerts.clips``'."""
+
+    pre_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=120,
+        title="Pre-roll",
+        description="Seconds before the onset for this camera's clips (default alerts.clips).",
+    )
+    post_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=120,
+        title="Post-roll",
+        description="Seconds after the onset for this camera's clips (default alerts.clips).",
+    )
+
+
 class CameraConfig(_Strict):
     id: Id
     name: str = Field(default="", title="Name", description="Human name, shown on alerts.")
@@ -223,6 +243,11 @@ class CameraConfig(_Strict):
         title="Privacy masks",
         description="Normalized polygons blacked out before motion and detection run and in "
         "every snapshot (e.g. the windows of homes facing a square).",
+    )
+    clips: CameraClipsConfig = Field(
+        default_factory=CameraClipsConfig,
+        title="Clips",
+        description="This camera's evidence-clip window (pre_s, post_s); default alerts.clips.",
     )
 
     @field_validator("url", "sub_url")

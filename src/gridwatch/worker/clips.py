@@ -88,21 +88,26 @@ class ClipRecorder:
         self.op_timeout_s = op_timeout_s
         self.stats = ClipStats()
         self._rings: dict[str, PacketRing] = {}
+        self._windows: dict[str, tuple[float, float]] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
 
-    def ring_for(self, camera_id: str) -> PacketRing:
-        """The camera's ring (made on first use); the reader writes every packet into it."""
-        ring = self._rings.get(camera_id)
-        if ring is None:
-            s = self.settings
-            ring = PacketRing(s.pre_s + s.post_s + GOP_MARGIN_S, s.max_bytes_per_camera)
-            self._rings[camera_id] = ring
+    def ring_for(
+        self, camera_id: str, pre_s: float | None = None, post_s: float | None = None
+    ) -> PacketRing:
+        """The camera's ring (made anew for each start of the camera); the reader writes every
+        packet into it. ``pre_s``/``post_s``: the camera's own window (None: the default)."""
+        s = self.settings
+        window = (s.pre_s if pre_s is None else pre_s, s.post_s if post_s is None else post_s)
+        ring = PacketRing(window[0] + window[1] + GOP_MARGIN_S, s.max_bytes_per_camera)
+        self._rings[camera_id] = ring
+        self._windows[camera_id] = window
         return ring
 
     def forget(self, camera_id: str) -> None:
         """The camera stopped: its ring's memory goes (pending clips keep their reference)."""
         self._rings.pop(camera_id, None)
+        self._windows.pop(camera_id, None)
 
     def ring_bytes(self) -> dict[str, int]:
         """Bytes each camera's ring holds now (what clips cost in memory)."""
@@ -127,23 +132,32 @@ class ClipRecorder:
             log.warning("clip of alert %s dropped: %d clips pending", alert.id, len(self._pending))
             return False
         polygons = [[[float(x), float(y)] for x, y in m] for m in masks]
-        task = asyncio.create_task(self._record(alert, ring, onset_ts, polygons))
+        window = self._windows.get(alert.camera_id, (self.settings.pre_s, self.settings.post_s))
+        task = asyncio.create_task(self._record(alert, ring, onset_ts, polygons, window))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         return True
 
     async def _record(
-        self, alert: Alert, ring: PacketRing, onset_ts: float, masks: list[list[list[float]]]
+        self,
+        alert: Alert,
+        ring: PacketRing,
+        onset_ts: float,
+        masks: list[list[list[float]]],
+        window: tuple[float, float],
     ) -> None:
-        s = self.settings
-        due = onset_ts + s.post_s
+        pre_s, post_s = window
+        due = onset_ts + post_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), max(0.0, due - self.clock()))
         name = clip_name(alert.camera_id, alert.id)
         try:
-            packets = ring.window(onset_ts - s.pre_s, due)
+            packets = ring.window(onset_ts - pre_s, due)
             clip = await asyncio.to_thread(cut_clip, packets, ring.params, onset_ts)
-            await asyncio.wait_for(self._put(name, alert, clip, masks), self.op_timeout_s)
+            await asyncio.wait_for(
+                self._put(name, alert, clip, masks, short=clip.pre_roll_s < pre_s - 0.5),
+                self.op_timeout_s,
+            )
         except (ClipError, TimeoutError, OSError, ValueError) as e:
             self.stats.failed += 1
             log.warning("clip %s not stored: %s", name, e)
@@ -154,15 +168,14 @@ class ClipRecorder:
             return
         self.stats.stored += 1
         self.stats.last_latency_s = max(0.0, self.clock() - due)
-        short = clip.pre_roll_s < s.pre_s - 0.5
-        if short:
+        if clip.pre_roll_s < pre_s - 0.5:
             self.stats.short_pre_roll += 1
             log.warning(
                 "clip %s: %.1f s before the onset of %.1f s asked (the camera's ring held "
                 "%d bytes, bound %d; %d packets dropped for the bound)",
                 name,
                 clip.pre_roll_s,
-                s.pre_s,
+                pre_s,
                 ring.size_bytes,
                 ring.max_bytes,
                 ring.evicted_for_bytes,
@@ -176,7 +189,13 @@ class ClipRecorder:
         )
 
     async def _put(
-        self, name: str, alert: Alert, clip: Clip, masks: list[list[list[float]]]
+        self,
+        name: str,
+        alert: Alert,
+        clip: Clip,
+        masks: list[list[list[float]]],
+        *,
+        short: bool,
     ) -> None:
         headers = {
             CLIP_ALERT_HEADER: alert.id,
@@ -185,7 +204,7 @@ class ClipRecorder:
             CLIP_ONSET_HEADER: f"{clip.onset_ts:.3f}",
             CLIP_PRE_ROLL_HEADER: f"{clip.pre_roll_s:.3f}",
         }
-        if clip.pre_roll_s < self.settings.pre_s - 0.5:
+        if short:
             headers[CLIP_SHORT_HEADER] = "1"
         if masks:
             headers[CLIP_MASKS_HEADER] = json.dumps(masks, separators=(",", ":"))

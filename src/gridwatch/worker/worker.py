@@ -301,7 +301,9 @@ class Worker:
             cam.id,
             cam.sub_url or cam.url,
             loop=cam.loop,
-            ring=self.clips.ring_for(cam.id) if self.clips is not None else None,
+            ring=None
+            if self.clips is None
+            else self.clips.ring_for(cam.id, cam.clips.pre_s, cam.clips.post_s),
         )
         # crowding counts every person found; tracks carry ids for the rules that need them
         # (ByteTrack confirms only about 40% of walkers at 2 fps: see docs/performance.md)
