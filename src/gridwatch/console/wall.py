@@ -48,6 +48,9 @@ class WallItem(BaseModel):
     updated_at: dt.datetime
     snapshot: str | None = Field(default=None, description="Snapshot of the raised message.")
     latest_snapshot: str | None = None
+    clip: str | None = Field(
+        default=None, description="Evidence clip of the raised message (object in gw_clips)."
+    )
     state: CaseState = Field(default=CaseState.OPEN, description="The case's state.")
     case: Case | None = None
     deadline: Deadline | None = None
@@ -138,6 +141,7 @@ class Wall:
             item.raised_at = alert.observed_at
             item.stored_at = stored_at
             item.snapshot = alert.snapshot or item.snapshot
+            item.clip = alert.clip or item.clip
         item.count = alert.count
         item.peak_count = max(item.peak_count, alert.peak_count)
         item.alert_state = alert.state.value

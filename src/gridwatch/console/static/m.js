@@ -37,11 +37,11 @@
     await act(item, "on_scene", {}, msg);
   }
 
-  /* The clip is <camera>/<alert id>.mp4 (gridwatch.worker.clips.clip_name), played in the
+  /* The raised message's clip (item.clip, an object name in gw_clips), played in the
    * responder's version: people blurred. */
   function clipUrl(item) {
-    return "/m/clips/" + encodeURIComponent(item.grid_id) + "/" + encodeURIComponent(item.camera_id) +
-      "/" + encodeURIComponent(item.id) + ".mp4?variant=blurred";
+    return "/m/clips/" + encodeURIComponent(item.grid_id) + "/" +
+      item.clip.split("/").map(encodeURIComponent).join("/") + "?variant=blurred";
   }
 
   function openClip(item, slot) {
@@ -61,7 +61,7 @@
   }
 
   function clipSlot(item) {
-    if (!window.gwClipPlayer || !(gw.config && gw.config.clips && gw.config.clips.enabled)) return null;
+    if (!item.clip || !window.gwClipPlayer || !(gw.config && gw.config.clips && gw.config.clips.enabled)) return null;
     const slot = gw.el("div", { class: "mclip-slot" });
     if (clips.has(item.id) || item.id === focus) openClip(item, slot);
     else slot.append(button("Play clip", "clip-open", () => openClip(item, slot), true));
