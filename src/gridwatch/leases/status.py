@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from nats.js.kv import KeyValue
 
+from gridwatch.bus.kv_snapshot import snapshot_entries
 from gridwatch.leases.kv import read_current, stream_of
 from gridwatch.leases.records import LEASES_BUCKET, WORKERS_BUCKET, LeaseRecord, WorkerRecord
 
@@ -156,16 +156,11 @@ async def _snapshot(js: JetStreamContext, bucket: str, wait_s: float) -> dict[st
     kv = await asyncio.wait_for(js.key_value(bucket), wait_s)
     watcher = await asyncio.wait_for(kv.watchall(ignore_deletes=True), wait_s)
     out: dict[str, bytes] = {}
-    try:
-        while True:
-            item = await watcher.updates(timeout=wait_s)  # type: ignore[no-untyped-call]
-            if item is None:
-                break
-            if isinstance(item, KeyValue.Entry) and item.value is not None:
-                out[item.key] = item.value
-    finally:
-        with contextlib.suppress(Exception):
-            await watcher.stop()  # type: ignore[no-untyped-call]
+    for item in await snapshot_entries(watcher, wait_s):
+        if item.operation in (None, "PUT") and item.value is not None:
+            out[item.key] = item.value
+        else:  # removed in the settle window
+            out.pop(item.key, None)
     return out
 
 

@@ -64,6 +64,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from gridwatch.bus.infra import camera_registry_kv, camera_secrets_kv, ensure_kv
+from gridwatch.bus.kv_snapshot import snapshot_entries, watch_next, watch_stop
 from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, kv_stream
 from gridwatch.config import CameraConfig
 from gridwatch.ingest.urls import redact_url
@@ -212,16 +213,6 @@ class HistoryEntry:
     camera: dict[str, Any] | None
     changed_by: str
     change: str
-
-
-async def watch_next(watcher: KeyValue.KeyWatcher, wait_s: float) -> object:
-    """The next item of a KV watch (an entry, None for end-of-snapshot, or a stop marker);
-    ``nats.errors.TimeoutError`` when nothing came within ``wait_s``. Typed wrapper."""
-    return await watcher.updates(timeout=wait_s)  # type: ignore[no-untyped-call]
-
-
-async def watch_stop(watcher: KeyValue.KeyWatcher) -> None:
-    await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 def _meta(raw: bytes | None) -> tuple[str, str, str]:
@@ -382,19 +373,12 @@ class CameraRegistry:
         if self.secrets_kv is None:
             return
         prefix = f"{camera_id}."
-        keys: list[str] = []
         watcher = await self._timed(
             self.secrets_kv.watch(f"{prefix}*", ignore_deletes=True, meta_only=True)
         )
-        try:
-            while True:
-                entry = await self._timed(watch_next(watcher, self.op_timeout))
-                if entry is None or not isinstance(entry, KeyValue.Entry):
-                    break
-                keys.append(entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watch_stop(watcher)
+        # settle 0: one call per camera written (an import of 500); a key missed here stays
+        # until the camera's next write
+        keys = [e.key for e in await snapshot_entries(watcher, self.op_timeout, settle_s=0)]
         for key in keys:
             if key != f"{prefix}{keep}":
                 with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
@@ -427,15 +411,11 @@ class CameraRegistry:
         """The latest value of every present key (removed ones left out), raw."""
         watcher = await self._timed(self.kv.watchall(ignore_deletes=True))
         out: dict[str, KeyValue.Entry] = {}
-        try:
-            while True:
-                entry = await self._timed(watch_next(watcher, self.op_timeout))
-                if entry is None or not isinstance(entry, KeyValue.Entry):
-                    break
+        for entry in await snapshot_entries(watcher, self.op_timeout):
+            if entry.operation in (None, "PUT"):
                 out[entry.key] = entry
-        finally:
-            with contextlib.suppress(Exception):
-                await watch_stop(watcher)
+            else:  # removed in the settle window
+                out.pop(entry.key, None)
         await self.load_credentials([e.value for e in out.values()])
         return out
 
@@ -548,26 +528,19 @@ class CameraRegistry:
         """Every kept revision of one camera, oldest first (removals included)."""
         watcher = await self._timed(self.kv.watch(camera_id, include_history=True))
         out: list[HistoryEntry] = []
-        try:
-            while True:
-                entry = await self._timed(watch_next(watcher, self.op_timeout))
-                if entry is None or not isinstance(entry, KeyValue.Entry):
-                    break
-                op: Literal["put", "delete", "purge"] = (
-                    "delete" if entry.operation == "DEL" else
-                    "purge" if entry.operation == "PURGE" else "put"
-                )  # fmt: skip
-                camera = None
-                if op == "put":
-                    with contextlib.suppress(ValueError):
-                        camera = decode_value(entry.value or b"")
-                by, _, change = _meta(entry.value)
-                out.append(
-                    HistoryEntry(int(entry.revision or 0), op, _created(entry), camera, by, change)
-                )
-        finally:
-            with contextlib.suppress(Exception):
-                await watch_stop(watcher)
+        for entry in await snapshot_entries(watcher, self.op_timeout):
+            op: Literal["put", "delete", "purge"] = (
+                "delete" if entry.operation == "DEL" else
+                "purge" if entry.operation == "PURGE" else "put"
+            )  # fmt: skip
+            camera = None
+            if op == "put":
+                with contextlib.suppress(ValueError):
+                    camera = decode_value(entry.value or b"")
+            by, _, change = _meta(entry.value)
+            out.append(
+                HistoryEntry(int(entry.revision or 0), op, _created(entry), camera, by, change)
+            )
         if not out:
             raise CameraNotFoundError(f"the registry has never held a camera {camera_id!r}")
         return out
