@@ -77,6 +77,16 @@ async def test_chunked_replies_carry_more_than_max_payload(nats_connect: Any) ->
 
     await server_nc.subscribe("svc.ask", cb=on_request)
     await server_nc.flush()
+    # the service is up once a request finds it (a fresh-clone CI run under load once got
+    # "no responders" right after the flush)
+    for _ in range(50):
+        try:
+            await request_chunked(client, "svc.ask", Ask(what="small"), wait_s=5)
+            break
+        except RequestError as e:
+            if e.code != "unavailable":
+                raise
+            await asyncio.sleep(0.1)
 
     reply = await request_chunked(client, "svc.ask", Ask(what="big"), wait_s=5)
     assert reply.data == payload
