@@ -58,7 +58,9 @@ class AlertingWorker:
 
     async def start(self) -> None:
         self.nc: NatsClient = await connect(self.cluster.url, name=self.name)
-        js = self.nc.jetstream()
+        # generous, as the worker itself is: a replicated create on a fresh cluster can outlast
+        # the default 5 s API timeout under load (a fresh-clone CI run timed out here once)
+        js = self.nc.jetstream(timeout=30)
         await ensure_alert_infra(js, replicas=3)
         self.spool = AlertSpool(self.tmp / f"spool-{self.name}")
         self.publisher = SpoolingPublisher(self.nc, self.spool, ack_timeout=1.0)
