@@ -71,6 +71,28 @@ def test_batches_of_mixed_shapes_come_back_in_order() -> None:
     assert len(batch[0]) == len(batch[2]) == len(singles[0])
 
 
+def test_a_batch_of_seven_runs_as_four_two_one_and_keeps_each_images_boxes() -> None:
+    det = OpenVinoDetector(threads=1, streams=1)
+    bus = assets()[0]
+    flipped = cv2.flip(bus, 1)
+    images = [bus, flipped, bus, flipped, flipped, bus, flipped]  # one input shape
+    singles = [det.detect(im) for im in (bus, flipped)]
+    sizes: list[int] = []
+    infer_one = det._infer_one
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        return infer_one(batch)
+
+    det._infer_one = spy  # type: ignore[method-assign]
+    got = det.detect_batch(images)
+    assert sizes == [4, 2, 1]  # the model sees batches of 1, 2, 4 and 8 only
+    for im, d in zip(images, got, strict=True):
+        ref = singles[0] if im is bus else singles[1]
+        assert len(d) == len(ref) > 0
+        np.testing.assert_allclose(d.xyxy, ref.xyxy, atol=1.0)
+
+
 def test_exports_are_cached_by_the_weights_hash() -> None:
     first = export_model("default", "onnx")
     again = export_model("default", "onnx")

@@ -27,6 +27,7 @@ decoded in numpy (:mod:`gridwatch.detectors.ir_models`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -86,6 +87,26 @@ class OpenVinoDetectorConfig(ExportedDetectorSettings):
             person_classes=self.person_classes,
             **runtime,
         )
+
+
+def pow2_chunks(n: int) -> list[int]:
+    """The batch sizes a batch of ``n`` images is run in: powers of two, largest first.
+
+    Why: the CPU plugin runs a dynamic-shape model 4× slower per pixel when batch sizes of
+    every value from 1 to 8 come in, mixed with mosaics of several sizes (the multi-camera
+    worker's load), than when the same images come in batches of 1, 2, 4 and 8 only (measured on
+    the worker's own input shapes at 80 cameras: 120 against 29 ms of CPU per 640×384 image;
+    ``docs/performance.md``). Splitting costs a call or two more per batch.
+
+    >>> pow2_chunks(7), pow2_chunks(8), pow2_chunks(1), pow2_chunks(13)
+    ([4, 2, 1], [8], [1], [8, 4, 1])
+    """
+    out = []
+    for size in (8, 4, 2, 1):
+        while n >= size:
+            out.append(size)
+            n -= size
+    return out
 
 
 class OpenVinoDetector(ExportedDetectorBase):
@@ -185,6 +206,15 @@ class OpenVinoDetector(ExportedDetectorBase):
         )
 
     def _infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """One model call per power-of-two chunk of the batch (see :func:`pow2_chunks`)."""
+        sizes = pow2_chunks(len(batch))
+        if len(sizes) == 1:
+            return self._infer_one(batch)
+        bounds = np.cumsum([0, *sizes])
+        parts = [self._infer_one(batch[a:b]) for a, b in itertools.pairwise(bounds)]
+        return np.concatenate(parts, axis=0)
+
+    def _infer_one(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         try:
             request = self._requests.get_nowait()
         except queue.Empty:  # more concurrent callers than streams: one more request
