@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gridwatch.detectors.batching import BatchingStats
+from gridwatch.metrics_endpoint import MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,11 @@ class _WorkerCollector(Collector):
         )
 
 
-class WorkerMetrics:
+class WorkerMetrics(MetricsEndpoint):
     """The metrics of one worker: its registry, histograms, and the HTTP endpoint."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__(CollectorRegistry(auto_describe=True), "metrics")
         self.frame_age = Histogram(
             "gridwatch_frame_age_seconds",
             "Age of the frame when the detector started on it (includes waiting for the "
@@ -168,9 +168,6 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self._collector: _WorkerCollector | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.port: int | None = None
 
     def bind(self, figures: Callable[[], WorkerFigures]) -> None:
         """Export what ``figures()`` returns, called at each scrape."""
@@ -194,20 +191,3 @@ class WorkerMetrics:
     def render(self) -> bytes:
         """The exposition text, as ``/metrics`` serves it."""
         return generate_latest(self.registry)
-
-    def serve(self, host: str = "127.0.0.1", port: int = 9108) -> int:
-        """Serve ``/metrics`` on a background thread; returns the port (useful with 0)."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server, self._thread = server, thread
-        self.port = int(server.server_port)
-        log.info("metrics at http://%s:%d/metrics", host, self.port)
-        return self.port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
