@@ -11,8 +11,12 @@ Benchmarks:
           detector ms per frame, worker CPU, frame age.
   push    alert raised → Web Push received and decrypted on loopback (p50, p99).
   camera-add  `gridwatch camera add` → first analysed frame on a running worker, by stage.
+  shapes  OpenVINO CPU per image on the worker's recorded mix of input shapes: batches of any
+          size 1-8 (before), of 1, 2, 4, 8 (now), one image a call.
   clips   evidence clips: decoder-thread CPU per camera with the packet ring off and on, the
           ring's memory per camera (640×360 and 1920×1080), remux + object-store put of a clip.
+  stats   people-flow statistics: the minute accumulator's CPU per analysed frame, next to
+          the camera's rules, on real people positions (ground truth of PETS09, TownCentre).
   scale   city scale, control plane only: 7,000 cameras, 300 workers, leases on a 3-node NATS
           cluster; assignment time, lease traffic, failover after 10% die, load spread.
 """
@@ -48,10 +52,18 @@ def main(argv: list[str]) -> int:
         from bench.scale_sim import main as run_scale
 
         return run_scale(rest)
+    if name == "shapes":
+        from bench.batch_shapes import main as run_shapes
+
+        return run_shapes(rest)
     if name == "clips":
         from bench.clips import main as run_clips
 
         return run_clips(rest)
+    if name == "stats":
+        from bench.stats import main as run_stats
+
+        return run_stats(rest)
     if name == "slice":
         from bench.slice import main as run
 

@@ -63,6 +63,9 @@ async def test_a_responder_never_gets_another_grids_things(tmp_path) -> None:  #
             f"/alerts/{GRID_B}/{b1.id}",
             f"/m/cases/{GRID_B}/{b1.id}",
             "/cameras/cam-b",
+            f"/summary/{GRID_B}",
+            f"/api/summary/{GRID_B}",
+            f"/api/summary/{GRID_B}?day=2026-11-26",
         ]
         for path in denied_gets:
             async with li.get(path, allow_redirects=False) as r:

@@ -51,7 +51,7 @@ from tests.plugins.dispatch import _hash, make_alert, password, tiny_jpeg, wait_
 pytestmark = pytest.mark.timeout(60)
 
 GRID_A, GRID_B = "grid-a", "grid-b"
-SERVICES = ("worker", "cases", "snapshots", "notifier", "console")
+SERVICES = ("worker", "cases", "snapshots", "notifier", "console", "gb28181")
 USERS: dict[str, dict[str, str]] = {
     "op-zhang": {"role": "operator"},
     "aux-li": {"role": "responder", "grid": GRID_A},

@@ -122,7 +122,8 @@ def test_events_carry_their_rules_severity_and_zone_of() -> None:
         (
             "      - {type: loiter, zone: lane}\n",
             "cfg.yaml:12:10: cameras[0].rules[0].type: unknown rule type; known: crowding, "
-            "loitering, intrusion, line_crossing, vehicle_stop, fall, tamper, offline",
+            "loitering, intrusion, line_crossing, vehicle_stop, fall, tamper, offline, running, "
+            "gathering, density, abandoned_object",
         ),
         (
             "      - {zone: lane}\n",
@@ -232,5 +233,9 @@ def test_schema_lists_the_rule_types() -> None:
             "fall",
             "tamper",
             "offline",
+            "running",
+            "gathering",
+            "density",
+            "abandoned_object",
         ]
     )

@@ -26,8 +26,15 @@ GRID_ROLES: frozenset[str] = frozenset({"responder", "grid_leader"})
 PERSON_ROLES: frozenset[str] = frozenset({"operator", "responder", "grid_leader"})
 """Roles that act on cases and receive notifications."""
 
-ServiceKind = Literal["worker", "cases", "snapshots", "notifier", "console"]
-SERVICE_KINDS: tuple[ServiceKind, ...] = ("worker", "cases", "snapshots", "notifier", "console")
+ServiceKind = Literal["worker", "cases", "snapshots", "notifier", "console", "gb28181"]
+SERVICE_KINDS: tuple[ServiceKind, ...] = (
+    "worker",
+    "cases",
+    "snapshots",
+    "notifier",
+    "console",
+    "gb28181",
+)
 """What a ``service`` account runs; each kind gets only the NATS subjects and JetStream API
 calls that process needs (:mod:`gridwatch.auth.natsconf`)."""
 

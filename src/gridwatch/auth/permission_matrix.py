@@ -31,7 +31,16 @@ from gridwatch.auth.subjects import (
     SERVICE_CONSUMERS,
     SNAPSHOT_REQ_PREFIX,
 )
-from gridwatch.bus.names import CAMERA_SECRETS_KV, CAMERAS_KV, CLIP_BUCKET, CLIP_REQ_PREFIX
+from gridwatch.bus.names import (
+    CAMERA_SECRETS_KV,
+    CAMERAS_KV,
+    CLIP_BUCKET,
+    CLIP_REQ_PREFIX,
+    GB28181_KV,
+    GB28181_SENT_KV,
+    STATS_PREFIX,
+    STATS_STREAM,
+)
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -174,6 +183,25 @@ CAPABILITIES: tuple[Capability, ...] = (
         f"{JS_API}.DIRECT.GET.KV_{CAMERA_SECRETS_KV}",
     ),
     C("write camera credentials", "pub", f"$KV.{CAMERA_SECRETS_KV}.cam-1.r1"),
+    C("mark a GB/T 28181 alarm sent (KV gw_gb28181_sent)", "pub", f"$KV.{GB28181_SENT_KV}.a1"),
+    C("set the GB/T 28181 guard (KV gw_gb28181)", "pub", f"$KV.{GB28181_KV}.guard"),
+    C(
+        "read the GB/T 28181 cascade status (KV gw_gb28181)",
+        "pub",
+        f"{JS_API}.DIRECT.GET.KV_{GB28181_KV}",
+    ),
+    C("publish (forge) statistics", "pub", f"{STATS_PREFIX}.{{own}}.cam-1.minute"),
+    C(
+        "named consumer, own grid's statistics",
+        "pub",
+        f"{JS_API}.CONSUMER.CREATE.{STATS_STREAM}.mine.{STATS_PREFIX}.{{own}}.>",
+    ),
+    C(
+        "named consumer, another grid's statistics",
+        "pub",
+        f"{JS_API}.CONSUMER.CREATE.{STATS_STREAM}.mine.{STATS_PREFIX}.{{other}}.>",
+    ),
+    C("read a GW_STATS message by number", "pub", f"{JS_API}.STREAM.MSG.GET.{STATS_STREAM}"),
 )
 
 

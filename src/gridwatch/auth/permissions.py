@@ -22,14 +22,18 @@ allow-lists (plus a few denies that carve exceptions out of them):
   GW_ALERTS/GW_CASES messages. The reserved grid ``_all`` is refused in snapshot and clip
   requests (a snapshot or clip is always asked for, and audited under, its real grid); case
   commands may use it to list or look up cases (the case service refuses changes through it).
-* **service** with a ``service`` kind (worker, cases, snapshots, notifier, console): only the
-  subjects and JetStream API calls that process makes (see :data:`SERVICE_RULES` and
+* **service** with a ``service`` kind (worker, cases, snapshots, notifier, console, gb28181):
+  only the subjects and JetStream API calls that process makes (see :data:`SERVICE_RULES` and
   docs/security.md). Requests they answer are replied to through ``allow_responses``, not a
   publish right on everybody's inbox (the snapshots identity, which also answers clip requests
   in chunks, may send up to :data:`~gridwatch.bus.rpc.MAX_CHUNKS` messages to a reply subject
   within :data:`~gridwatch.bus.rpc.REPLY_WINDOW_S` seconds of the request). Only the console
   and the snapshot service may publish audit records; nobody but an admin may delete or purge
   GW_AUDIT.
+* **statistics** (``GW_STATS``, :mod:`gridwatch.stats`): workers publish
+  ``gw.v1.stats.<grid>.<camera>.<period>`` (which cameras: their leases decide, not NATS) and
+  read the stream back for the rollups; the console reads it; people read it with named
+  consumers inside their grid (operators: every grid) and never publish.
 * **admin**, and a **service** without a kind (deprecated): unrestricted.
 
 :func:`~gridwatch.auth.permission_matrix.permission_matrix` evaluates these rules (with NATS's
@@ -73,7 +77,12 @@ from gridwatch.bus.names import (
     CAMERAS_KV,
     CLIP_BUCKET,
     CLIP_REQ_PREFIX,
+    GB28181_DURABLE,
+    GB28181_KV,
+    GB28181_SENT_KV,
     LEASES_KV,
+    STATS_PREFIX,
+    STATS_STREAM,
     WORKERS_KV,
 )
 from gridwatch.bus.rpc import MAX_CHUNKS, REPLY_WINDOW_S
@@ -223,6 +232,11 @@ SERVICE_RULES: dict[str, Rules] = {
             *_kv(CAMERA_SECRETS_KV, write=False),  # the cameras' URLs with credentials
             *_kv(LEASES_KV),
             *_kv(WORKERS_KV),
+            # people-flow statistics: minutes, and rollups made from the records read back
+            f"{STATS_PREFIX}.>",
+            *_stream_admin(STATS_STREAM),
+            *_stream_read(STATS_STREAM),
+            *_ephemeral(STATS_STREAM),
         ],
     ),
     "cases": Rules(
@@ -280,6 +294,9 @@ SERVICE_RULES: dict[str, Rules] = {
             *_person_reads({ALERTS_STREAM: ALERTS_PREFIX}, "*")[:-1],  # named, filter in subject
             *_stream_read(CASES_STREAM),
             *_ephemeral(CASES_STREAM),
+            *_stream_read(STATS_STREAM),  # statistics pages: read only
+            *_person_reads({STATS_STREAM: STATS_PREFIX}, "*")[:-1],
+            f"{JS_API}.STREAM.INFO.{STATS_STREAM}",
             # looks at the streams it reads at start (their owners make them; see console.app)
             *(f"{JS_API}.STREAM.INFO.{s}" for s in (ALERTS_STREAM, CASES_STREAM, f"KV_{CASES_KV}")),
             *_kv(PUSH_SUBS_KV),
@@ -287,6 +304,19 @@ SERVICE_RULES: dict[str, Rules] = {
             *_kv(CAMERA_SECRETS_KV, write=False),  # the live view connects to the cameras
             *_kv(LEASES_KV, write=False),
             *_kv(WORKERS_KV, write=False),
+            # the GB/T 28181 cascade's status on the cameras page: read only, no create
+            f"{JS_API}.STREAM.INFO.KV_{GB28181_KV}",
+            *_stream_read(f"KV_{GB28181_KV}"),
+        ],
+        sub_allow=[f"{HEALTH_PREFIX}.*"],
+    ),
+    # the GB/T 28181 cascade (issue 17): its own durable on GW_ALERTS, its two buckets, and
+    # camera health (channel status ON/OFF); nothing it could forge or read beyond that
+    "gb28181": Rules(
+        pub_allow=[
+            *_durable(ALERTS_STREAM, GB28181_DURABLE, ALERTS_PREFIX),
+            *_kv(GB28181_KV),
+            *_kv(GB28181_SENT_KV),
         ],
         sub_allow=[f"{HEALTH_PREFIX}.*"],
     ),
@@ -314,7 +344,14 @@ def rules_for(user: UserConfig) -> Rules | None:
                 f"{CASE_CMD_PREFIX}.*.{name}",
                 f"{SNAPSHOT_REQ_PREFIX}.*.{name}",
                 f"{CLIP_REQ_PREFIX}.*.{name}",
-                *_person_reads({ALERTS_STREAM: ALERTS_PREFIX, CASES_STREAM: CASES_PREFIX}, name),
+                *_person_reads(
+                    {
+                        ALERTS_STREAM: ALERTS_PREFIX,
+                        CASES_STREAM: CASES_PREFIX,
+                        STATS_STREAM: STATS_PREFIX,
+                    },
+                    name,
+                ),
                 f"{JS_API}.STREAM.MSG.GET.{ALERTS_STREAM}",
                 f"{JS_API}.STREAM.MSG.GET.{CASES_STREAM}",
             ],
@@ -333,7 +370,11 @@ def rules_for(user: UserConfig) -> Rules | None:
             f"{SNAPSHOT_REQ_PREFIX}.{grid}.{name}",
             f"{CLIP_REQ_PREFIX}.{grid}.{name}",
             *_person_reads(
-                {ALERTS_STREAM: f"{ALERTS_PREFIX}.{grid}", CASES_STREAM: f"{CASES_PREFIX}.{grid}"},
+                {
+                    ALERTS_STREAM: f"{ALERTS_PREFIX}.{grid}",
+                    CASES_STREAM: f"{CASES_PREFIX}.{grid}",
+                    STATS_STREAM: f"{STATS_PREFIX}.{grid}",
+                },
                 name,
             ),
         ],

@@ -23,10 +23,14 @@ from gridwatch.bus.names import (
     CASES_PREFIX,
     CASES_STREAM,
     CLIP_BUCKET,
+    GB28181_KV,
+    GB28181_SENT_KV,
     LEASES_KV,
     NOTIFY_SENT_KV,
     PUSH_SUBS_KV,
     SNAPSHOT_BUCKET,
+    STATS_PREFIX,
+    STATS_STREAM,
     WORKERS_KV,
 )
 
@@ -44,6 +48,8 @@ DEFAULT_AUDIT_MAX_BYTES = 8 * 1024**3
 DEFAULT_AUDIT_MAX_MSGS = 50_000_000
 DEFAULT_SUBSCRIPTION_TTL_S = 90 * DAY_S
 NOTIFY_SENT_TTL_S = 7 * DAY_S
+DEFAULT_STATS_RETENTION_DAYS = 365.0
+STATS_DUPLICATE_WINDOW_S = 120.0
 WORKERS_MAX_AGE_S = 3600.0
 """Garbage collection of worker keys nobody fenced (every worker gone): an hour."""
 
@@ -66,6 +72,8 @@ class StreamSpec:
     deny_delete: bool | None = None
     deny_purge: bool | None = None
     allow_rollup_hdrs: bool | None = None
+    allow_msg_ttl: bool | None = None
+    """Per-message TTLs (``Nats-TTL``; nats-server 2.11+; cannot be turned off again)."""
     owns: tuple[str, ...] = ("subjects", "max_age", "num_replicas")
     """``StreamConfig`` field names converged on an existing stream."""
 
@@ -77,6 +85,7 @@ class StreamSpec:
             "deny_delete": self.deny_delete,
             "deny_purge": self.deny_purge,
             "allow_rollup_hdrs": self.allow_rollup_hdrs,
+            "allow_msg_ttl": self.allow_msg_ttl,
         }
         return js_api.StreamConfig(
             name=self.name,
@@ -101,6 +110,7 @@ class StreamSpec:
             "deny_delete": self.deny_delete,
             "deny_purge": self.deny_purge,
             "allow_rollup_hdrs": self.allow_rollup_hdrs,
+            "allow_msg_ttl": self.allow_msg_ttl,
         }
         return {k: values[k] for k in self.owns}
 
@@ -158,6 +168,7 @@ class InfraSettings:
     registry_history: int = 16
     clip_ttl_s: float = 7 * DAY_S
     clip_max_bytes: int = 8 * 1024**3
+    stats_max_age_s: float = DEFAULT_STATS_RETENTION_DAYS * DAY_S
 
     @classmethod
     def from_config(cls, config: GridwatchConfig) -> InfraSettings:
@@ -177,6 +188,7 @@ class InfraSettings:
             registry_history=config.registry.history,
             clip_ttl_s=a.clips.retention_days * DAY_S,
             clip_max_bytes=a.clips.max_bytes,
+            stats_max_age_s=config.stats.retention_days * DAY_S,
         )
 
 
@@ -273,6 +285,24 @@ def audit_stream(
     )
 
 
+def stats_stream(
+    *, max_age_s: float = DEFAULT_STATS_RETENTION_DAYS * DAY_S, replicas: int = 1
+) -> StreamSpec:
+    """``GW_STATS``: people-flow records (:mod:`gridwatch.stats`). Minute records carry a
+    per-message TTL (``allow_msg_ttl``); the rollups live ``max_age_s``. A record's
+    ``Nats-Msg-Id`` makes a repeated publish (a retry, a rollup made twice) a no-op."""
+    return StreamSpec(
+        name=STATS_STREAM,
+        subjects=(f"{STATS_PREFIX}.>",),
+        description="gridwatch people-flow statistics: gw.v1.stats.<grid>.<camera>.<period>",
+        max_age_s=max_age_s,
+        duplicate_window_s=STATS_DUPLICATE_WINDOW_S,
+        allow_msg_ttl=True,
+        replicas=replicas,
+        owns=("subjects", "max_age", "num_replicas", "allow_msg_ttl"),
+    )
+
+
 def push_subs_kv(*, ttl_s: float | None = None) -> KVSpec:
     """``gw_push_subs``; with ``ttl_s`` an existing bucket's TTL is converged on it."""
     return KVSpec(
@@ -288,6 +318,31 @@ def notify_sent_kv() -> KVSpec:
         bucket=NOTIFY_SENT_KV,
         description="gridwatch notifier idempotency records",
         ttl_s=NOTIFY_SENT_TTL_S,
+    )
+
+
+GB28181_SENT_TTL_S = 7 * DAY_S
+"""How long the GB/T 28181 cascade remembers an alarm it sent; alarms older than this are never
+sent (the service caps ``max_alarm_age_s`` by it), so an expired record cannot let one through
+twice."""
+
+
+def gb28181_kv(*, replicas: int = 1) -> KVSpec:
+    """``gw_gb28181``: the cascade's guard state (kept until changed) and status report."""
+    return KVSpec(
+        bucket=GB28181_KV,
+        description="gridwatch GB/T 28181 cascade: guard state and status",
+        replicas=replicas,
+    )
+
+
+def gb28181_sent_kv(*, replicas: int = 1) -> KVSpec:
+    """``gw_gb28181_sent``: one key per alarm the superior platform acknowledged."""
+    return KVSpec(
+        bucket=GB28181_SENT_KV,
+        description="gridwatch GB/T 28181 cascade: alarms the superior acknowledged",
+        ttl_s=GB28181_SENT_TTL_S,
+        replicas=replicas,
     )
 
 

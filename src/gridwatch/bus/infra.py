@@ -17,6 +17,8 @@ Special rules kept here, each with its object:
 * History: the camera registry keeps ``registry.history`` revisions, the others one.
 * Object store ``gw_snapshots``: its TTL defaults to the alerts' retention, so an alert never
   names a snapshot that expired first.
+* ``GW_STATS`` allows per-message TTLs (``allow_msg_ttl``, converged on an existing stream):
+  minute records expire long before the rollups (:mod:`gridwatch.stats`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from gridwatch.bus.catalog import (
     notify_sent_kv,
     push_subs_kv,
     snapshots_store,
+    stats_stream,
     workers_kv,
 )
 from gridwatch.bus.names import AUDIT_STREAM, kv_stream, object_store_stream
@@ -101,11 +104,13 @@ __all__ = [
     "ensure_lease_buckets",
     "ensure_object_store",
     "ensure_push_bucket",
+    "ensure_stats_stream",
     "ensure_stream",
     "leases_kv",
     "notify_sent_kv",
     "push_subs_kv",
     "snapshots_store",
+    "stats_stream",
     "workers_kv",
 ]
 
@@ -428,6 +433,13 @@ async def ensure_clip_store(
     )
 
 
+async def ensure_stats_stream(
+    js: JetStreamContext, *, max_age_s: float, replicas: int = 1
+) -> js_api.StreamInfo:
+    """``GW_STATS`` (the workers that publish statistics), its retention converged."""
+    return await ensure_stream(js, stats_stream(max_age_s=max_age_s, replicas=replicas))
+
+
 async def ensure_all(js: JetStreamContext, settings: InfraSettings) -> None:
     """Converge every object gridwatch owns on ``settings`` (``gridwatch`` admin tools; each
     service ensures only the objects it uses)."""
@@ -462,3 +474,4 @@ async def ensure_all(js: JetStreamContext, settings: InfraSettings) -> None:
         max_bytes=settings.clip_max_bytes,
         replicas=settings.replicas,
     )
+    await ensure_stats_stream(js, max_age_s=settings.stats_max_age_s, replicas=settings.replicas)

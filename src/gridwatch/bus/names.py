@@ -20,6 +20,8 @@ Subjects carry the grid so NATS permissions can give a grid's responders their g
 ('gw.v1.case-cmd.kdl-01.aux-li', 'gw.v1.case-cmd.kdl-01')
 >>> clip_request_subject("kdl-01", "aux-li")
 'gw.v1.clip-get.kdl-01.aux-li'
+>>> stats_subject("kdl-01", "gate-9", "minute"), stats_filter("hour", grid="kdl-01")
+('gw.v1.stats.kdl-01.gate-9.minute', 'gw.v1.stats.kdl-01.*.hour')
 >>> inbox_prefix("aux-li")
 '_INBOX.aux-li'
 >>> kv_stream(CASES_KV), object_store_stream(SNAPSHOT_BUCKET)
@@ -40,6 +42,16 @@ CLIP_BUCKET = "gw_clips"
 """Object store of alerts' evidence clips (MP4 remuxed from the camera's packets)."""
 HEALTH_PREFIX = "gw.v1.health"
 """``gw.v1.health.<camera>``: the workers' periodic camera health reports (core NATS)."""
+
+# -- people-flow statistics ----------------------------------------------------------------
+
+STATS_STREAM = "GW_STATS"
+STATS_PREFIX = "gw.v1.stats"
+"""``gw.v1.stats.<grid>.<camera>.<period>``: per-minute occupancy and crossings, and their
+quarter, hour and day rollups (:mod:`gridwatch.stats`)."""
+STATS_PERIODS = ("minute", "quarter", "hour", "day")
+STATS_CONSUMER_PREFIX = "gw_stats"
+"""``gw_stats_<random>``: the ephemeral readers of :func:`gridwatch.stats.query.read_stats`."""
 
 # -- cases, commands, snapshots on request, audit, push -------------------------------------
 
@@ -68,6 +80,11 @@ PUSH_SUBS_KV = "gw_push_subs"
 """Web Push subscriptions, key ``<user>.<subscription hash>``."""
 NOTIFY_SENT_KV = "gw_notify_sent"
 """Idempotency records of the notifier: one key per (message, recipient) delivered."""
+GB28181_KV = "gw_gb28181"
+"""The GB/T 28181 cascade's state: the guard (armed or not, persists across restarts) and the
+service's last status report (``gridwatch status``)."""
+GB28181_SENT_KV = "gw_gb28181_sent"
+"""Alarm ids the superior platform acknowledged (200 to the MESSAGE): never sent twice."""
 
 # -- cameras and leases ---------------------------------------------------------------------
 
@@ -85,11 +102,13 @@ WORKERS_KV = "gw_workers"
 NOTIFIER_DURABLE = "gw_notifier"
 NOTIFIER_CASES_DURABLE = "gw_notifier_cases"
 CASE_OPENER_DURABLE = "gw_case_opener"
+GB28181_DURABLE = "gw_gb28181"
 
 SERVICE_CONSUMERS: dict[str, tuple[str, ...]] = {
     CASE_OPENER_DURABLE: (ALERTS_STREAM, "cases"),
     NOTIFIER_DURABLE: (ALERTS_STREAM, "notifier"),
     NOTIFIER_CASES_DURABLE: (CASES_STREAM, "notifier"),
+    GB28181_DURABLE: (ALERTS_STREAM, "gb28181"),
 }
 """The services' durable consumers: name -> (stream, service kind that owns it). Nobody else may
 create, update, read the info of, pull from or delete them (the permission generator denies
@@ -131,6 +150,21 @@ def alert_filter(grid: str | None = None, camera: str | None = None) -> str:
     g = check_token(grid, "grid id") if grid else "*"
     c = check_token(camera, "camera id") if camera else "*"
     return f"{ALERTS_PREFIX}.{g}.{c}.*"
+
+
+def stats_subject(grid_id: str, camera_id: str, period: str) -> str:
+    """``gw.v1.stats.<grid>.<camera>.<period>``: one camera's records of one period length."""
+    check_token(camera_id, "camera id")
+    return stats_filter(period, grid=check_token(grid_id, "grid id"), camera=camera_id)
+
+
+def stats_filter(period: str, grid: str | None = None, camera: str | None = None) -> str:
+    """The subject filter for one period's records of a grid and/or camera (any when None)."""
+    if period not in STATS_PERIODS:
+        raise ValueError(f"period {period!r} is not one of {', '.join(STATS_PERIODS)}")
+    g = check_token(grid, "grid id") if grid else "*"
+    c = check_token(camera, "camera id") if camera else "*"
+    return f"{STATS_PREFIX}.{g}.{c}.{period}"
 
 
 def health_subject(camera_id: str) -> str:

@@ -20,6 +20,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from gridwatch.cli.camera_calibrate import calibrate
 from gridwatch.cli.camera_edit import rule_add, rule_remove, zone_remove, zone_set
 from gridwatch.cli.camera_files import export, import_
 from gridwatch.cli.camera_probe import discover, probe, probe_for_add, zone_image
@@ -352,6 +353,7 @@ for _name, _command in (
     ("disable", disable),
     ("zone-image", zone_image),
     ("discover", discover),
+    ("calibrate", calibrate),
 ):
     camera_app.command(_name)(_command)
 zone_app.command("set")(zone_set)

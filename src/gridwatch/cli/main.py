@@ -18,10 +18,12 @@ from gridwatch.cli import (
     cases_cmd,
     clip_cmd,
     eval_cmd,
+    gb28181_cmd,
     keys_cmd,
     nats_cmd,
     notifier_cmd,
     push_cmd,
+    stats_cmd,
     status_cmd,
     users_cmd,
     workers_cmd,
@@ -54,6 +56,8 @@ status_cmd.register(app)  # status
 eval_cmd.register(app)  # replay (shadow mode), eval (scenario precision/recall)
 workers_cmd.register(app)  # workers: who runs which cameras (leases)
 clip_cmd.register(app)  # clip get (through the clip service)
+stats_cmd.register(app)  # stats: people-flow statistics (GW_STATS)
+gb28181_cmd.register(app)  # gb28181 serve: the GB/T 28181 alarm cascade
 
 LogLevel = Annotated[
     str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="GW_LOG_LEVEL")

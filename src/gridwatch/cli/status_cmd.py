@@ -103,6 +103,8 @@ def status_cmd(
             except Exception as e:
                 counts = {"error": type(e).__name__}  # type: ignore[dict-item]
             out["cases"] = counts
+            if cfg.gb28181 is not None:
+                out["gb28181"] = await _cascade_status(js)
         finally:
             await nc.drain()
 
@@ -131,6 +133,44 @@ def status_cmd(
     sp = out["spool"]
     typer.echo(f"spool {sp['dir']}: {sp['alerts']} alerts waiting, {sp['bytes']} bytes")
     typer.echo("users: " + (", ".join(f"{v} {k}" for k, v in out["users"].items()) or "none"))
+    if "gb28181" in out:
+        typer.echo(_cascade_line(out["gb28181"]))
+
+
+async def _cascade_status(js: Any) -> dict[str, Any]:
+    """The GB/T 28181 cascade's last report (KV ``gw_gb28181``, key ``status``)."""
+    from gridwatch.gb28181.metrics import read_status
+
+    try:
+        report = await read_status(js)
+    except Exception as e:
+        return {"error": type(e).__name__}
+    return {"error": "no report"} if report is None else report.model_dump(mode="json")
+
+
+def _cascade_line(s: dict[str, Any]) -> str:
+    """One line: registration state, last keepalive, alarms sent / pending / failed.
+
+    >>> _cascade_line({"state": "registered", "superior": "sip:1@2", "last_keepalive_ok": 0,
+    ...     "sent": 3, "pending": 1, "failed": 0})
+    'gb28181 sip:1@2: registered, last keepalive never, alarms sent 3 / pending 1 / failed 0'
+    >>> _cascade_line({"error": "NotFoundError"})
+    'gb28181: no status (NotFoundError: the cascade has not run yet?)'
+    """
+    import datetime as dt
+
+    if "error" in s:
+        return f"gb28181: no status ({s['error']}: the cascade has not run yet?)"
+
+    def when(ts: float | None) -> str:
+        if not ts:
+            return "never"
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return (
+        f"gb28181 {s['superior']}: {s['state']}, last keepalive {when(s['last_keepalive_ok'])}, "
+        f"alarms sent {s['sent']} / pending {s['pending']} / failed {s['failed']}"
+    )
 
 
 def register(app: typer.Typer) -> None:

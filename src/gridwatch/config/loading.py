@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gridwatch.auth.models import user_reference_issues
+from gridwatch.calibration.settings import calibration_issues
 from gridwatch.config.models import CameraConfig, GridwatchConfig
 from gridwatch.config.yaml_locations import (
     LocatedDocument,
@@ -39,6 +40,7 @@ from gridwatch.config.yaml_locations import (
     load_yaml_with_locations,
 )
 from gridwatch.detectors import BACKENDS, DEFAULT_BACKEND, backends_with
+from gridwatch.gb28181.settings import gb28181_reference_issues
 from gridwatch.rules.registry import RULE_TYPES
 from gridwatch.rules.settings import rule_reference_issues
 
@@ -167,6 +169,7 @@ def _reference_issues(doc: LocatedDocument, data: dict[str, Any]) -> list[Config
         issues.extend(_camera_reference_issues(doc, base, cam, grid_ids, schedule_names))
     for path, message in user_reference_issues(data.get("users"), grid_ids, schedule_names):
         issues.append(_issue(doc, path, message))
+    issues.extend(_issue(doc, path, message) for path, message in gb28181_reference_issues(data))
     return issues
 
 
@@ -210,6 +213,7 @@ def _camera_reference_issues(
                 _issue(doc, (*rpath, "schedule"), f"unknown schedule {sched!r} (known: {known})")
             )
     issues.extend(_issue(doc, (*base, *p), m) for p, m in rule_reference_issues(rules))
+    issues.extend(_issue(doc, (*base, *p), m) for p, m in calibration_issues(cam))
     return issues
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from gridwatch.auth.models import UserConfig
+from gridwatch.calibration.settings import CalibrationConfig
 from gridwatch.cases.settings import CasesConfig
 from gridwatch.config.analysis import AnalysisConfig, MetricsConfig
 from gridwatch.config.strict import Id
@@ -24,10 +25,12 @@ from gridwatch.config.strict import Strict as _Strict
 from gridwatch.console.settings import ConsoleConfig
 from gridwatch.detectors import DetectorConfig as DetectorConfig
 from gridwatch.detectors import OpenVinoDetectorConfig
+from gridwatch.gb28181.settings import Gb28181Settings, id_text, validate_camera_gb_id
 from gridwatch.leases.settings import LeaseConfig
 from gridwatch.notify.settings import NotifyConfig
 from gridwatch.rules.registry import RULE_TYPES as RULE_TYPES
 from gridwatch.rules.registry import RuleConfig as RuleConfig
+from gridwatch.stats.settings import StatsConfig
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -235,6 +238,12 @@ class CameraConfig(_Strict):
     zones: list[ZoneConfig] = Field(
         default_factory=list, title="Zones", description="Named polygons rules refer to."
     )
+    calibration: CalibrationConfig | None = Field(
+        default=None,
+        title="Calibration",
+        description="Ground-plane calibration (image points to metres): needed by the rules "
+        "that measure in metres (running, density); `gridwatch camera calibrate` sets it.",
+    )
     rules: list[RuleConfig] = Field(
         default_factory=list, title="Rules", description="What raises alerts on this camera."
     )
@@ -248,6 +257,12 @@ class CameraConfig(_Strict):
         default_factory=CameraClipsConfig,
         title="Clips",
         description="This camera's evidence-clip window (pre_s, post_s); default alerts.clips.",
+    )
+    gb28181_id: str | None = Field(
+        default=None,
+        title="GB/T 28181 id",
+        description="The camera's 20-digit channel id on the superior platform (type code 131 "
+        "or 132, unique); required for every camera when gb28181.enabled (docs/gb28181.md).",
     )
 
     @field_validator("url", "sub_url")
@@ -264,6 +279,16 @@ class CameraConfig(_Strict):
         if not v.strip():
             raise ValueError("url must not be empty")
         return v
+
+    @field_validator("gb28181_id", mode="before")
+    @classmethod
+    def _gb28181_id_text(cls, v: object) -> object:
+        return id_text(v)
+
+    @field_validator("gb28181_id")
+    @classmethod
+    def _gb28181_id(cls, v: str | None) -> str | None:
+        return validate_camera_gb_id(v)
 
     @property
     def is_file(self) -> bool:
@@ -464,6 +489,18 @@ class GridwatchConfig(_Strict):
         default_factory=ConsoleConfig,
         title="Console",
         description="The command-centre console and responder view (`gridwatch console`).",
+    )
+    gb28181: Gb28181Settings | None = Field(
+        default=None,
+        title="GB/T 28181 cascade",
+        description="Alarms to a superior GB/T 28181 platform as a lower platform "
+        "(`gridwatch gb28181 serve`, docs/gb28181.md).",
+    )
+    stats: StatsConfig = Field(
+        default_factory=StatsConfig,
+        title="Statistics",
+        description="People-flow statistics per camera and minute (stream GW_STATS, "
+        "docs/statistics.md).",
     )
 
     @field_validator("timezone")

@@ -449,7 +449,12 @@ async def cameras(request: web.Request) -> web.StreamResponse:
         for cam in sorted(c.cameras.cameras.values(), key=lambda x: x.id)
         if scope.allows(cam.grid)
     ]
-    return web.json_response({"cameras": views})
+    out: dict[str, Any] = {"cameras": views}
+    if c.config.gb28181 is not None:
+        from gridwatch.gb28181.service import cascade_view
+
+        out["gb28181"] = await cascade_view(c.config, c.nc, [v["id"] for v in views])
+    return web.json_response(out)
 
 
 async def camera(request: web.Request) -> web.StreamResponse:

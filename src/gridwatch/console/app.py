@@ -52,7 +52,7 @@ from gridwatch.bus.names import (
 )
 from gridwatch.cases.store import ensure_case_infra
 from gridwatch.config import GridwatchConfig
-from gridwatch.console import api, case_export, clips
+from gridwatch.console import api, case_export, clips, stats_page, summary
 from gridwatch.console.audit import AuditLog, ensure_audit_stream
 from gridwatch.console.backend import ConsoleBackend
 from gridwatch.console.cameras import CameraDirectory, HealthMonitor
@@ -502,6 +502,8 @@ def create_app(
     case_export.register(app)  # before the API's /api/cases/<grid>/<id>/<op>
     api.register(app)
     clips.register(app)
+    summary.register(app)  # the daily summary page and its numbers
+    stats_page.register(app)  # the Statistics page: flow and heat maps
     r.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
     if live_hub is not None:
         live = importlib.import_module("gridwatch.console.live")

@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridwatch.model import Detections
+from gridwatch.rules.base import DetectionRule
 from gridwatch.rules.zones import Zone
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,28 @@ def parse_mot(text: str, *, source: str = "<text>") -> dict[int, npt.NDArray[np.
     return {f: np.asarray(b, dtype=np.float32).reshape(-1, 4) for f, b in rows.items()}
 
 
+def parse_mot_ids(text: str) -> dict[int, npt.NDArray[np.int64]]:
+    """MOT rows → ``{frame: person ids}``, in the order :func:`parse_mot` gives the boxes (the
+    same rows skipped), for the rules that follow tracks (running).
+
+    >>> rows = "3,1,10,20,30,40,1,1,1\\n3,2,0,0,9,9,1,4,1\\n3,5,1,1,9,9,1,1,1\\n"
+    >>> parse_mot_ids(rows)[3].tolist()
+    [1, 5]
+    """
+    rows: dict[int, list[int]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        cols = [c.strip() for c in line.replace(" ", ",").split(",") if c.strip()]
+        flag = float(cols[6]) if len(cols) > 6 else 1.0
+        cls = int(float(cols[7])) if len(cols) == 9 else 1
+        if flag == 0 or cls not in PERSON_CLASSES:
+            continue
+        rows.setdefault(int(float(cols[0])), []).append(int(float(cols[1])))
+    return {f: np.asarray(i, dtype=np.int64) for f, i in rows.items()}
+
+
 @dataclass(frozen=True)
 class GroundTruth:
     """Person boxes per ground-truth frame of one video, and counts per zone from them.
@@ -100,6 +123,8 @@ class GroundTruth:
     height: int
     fps: float
     frame_offset: int = 0
+    ids: Mapping[int, npt.NDArray[np.int64]] | None = None
+    """The annotators' person id of each box (``None``: not kept)."""
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.fps <= 0:
@@ -112,7 +137,8 @@ class GroundTruth:
         cls, text: str, *, width: int, height: int, fps: float, frame_offset: int = 0,
         source: str = "<text>",
     ) -> GroundTruth:  # fmt: skip
-        return cls(parse_mot(text, source=source), width, height, fps, frame_offset)
+        boxes = parse_mot(text, source=source)
+        return cls(boxes, width, height, fps, frame_offset, parse_mot_ids(text))
 
     @classmethod
     def load(
@@ -147,12 +173,15 @@ class GroundTruth:
 
     def detections_at(self, video_s: float) -> Detections:
         """The truth's boxes at ``video_s`` as person detections (class 0) of the video's size."""
-        xyxy = self.boxes.get(self.frame_at(video_s), np.zeros((0, 4), np.float32))
+        frame = self.frame_at(video_s)
+        xyxy = self.boxes.get(frame, np.zeros((0, 4), np.float32))
         n = len(xyxy)
+        ids = None if self.ids is None else self.ids.get(frame, np.zeros(0, np.int64))
         return Detections.from_arrays(
             xyxy=xyxy,
             confidence=np.ones(n),
             class_id=np.zeros(n),
+            tracker_id=ids,
             image_size=(self.width, self.height),
         )
 
@@ -238,4 +267,57 @@ def derive_crowding_incidents(
             phase = "idle"
     if phase == "active":
         out.append(DerivedIncident(onset, raised_at, None, peak))
+    return out
+
+
+RULE_DERIVED_TYPES = frozenset({"running", "gathering", "density"})
+"""Rule types whose truth is derived by running the rule's own state machine on the ground
+truth's people (:func:`derive_rule_incidents`)."""
+
+
+def derive_rule_incidents(rule: DetectionRule, gt: GroundTruth) -> list[DerivedIncident]:
+    """The incidents a rule's contract calls for on the ground truth's people.
+
+    The rule (built from the scenario's config, with the scenario's calibration) is fed the
+    truth's boxes at every annotated frame, as person detections carrying the annotators' ids
+    as track ids (unstitched: they are already continuous): a gathering is the truth's count
+    rising in the zone, a density the truth's count over the zone's ground area, a runner a
+    truth track whose ground speed (through the calibration) is over the limit. Nothing comes
+    from our detector or tracker; the state machines themselves are checked by the unit tests.
+    ``end_s`` is the last moment the condition held (the clear, less ``clear_after_s``).
+
+    >>> from gridwatch.calibration.ground import GroundPlane
+    >>> from gridwatch.rules.density import DensityRule, DensityRuleConfig
+    >>> rows = "".join(f"{f},{i},{10 * i},50,5,40,1,-1,-1,-1\\n" for f in range(1, 31)
+    ...                for i in range(1, 3 if f < 10 or f > 20 else 6))
+    >>> gt = GroundTruth.from_text(rows, width=100, height=100, fps=10)
+    >>> zone = Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)])
+    >>> plane = GroundPlane.from_points([(0, 0), (1, 0), (1, 1), (0, 1)],
+    ...                                 [(0, 0), (2, 0), (2, 2), (0, 2)])
+    >>> cfg = DensityRuleConfig(type="density", zone="z", max_per_m2=1, min_duration_s=0.45,
+    ...                         clear_after_s=0.3, count_window_s=0)
+    >>> derive_rule_incidents(DensityRule(zone, cfg, area_m2=plane.area(zone.points)), gt)
+    [DerivedIncident(start_s=0.9, raised_s=1.4, end_s=1.9, peak=5)]
+    """
+    from gridwatch.model import IncidentState
+    from gridwatch.tracking.tracks import tracks_of
+
+    out: list[DerivedIncident] = []
+    raised: tuple[float, float] | None = None
+    peak = 0
+    clear_after = float(getattr(getattr(rule, "params", None), "clear_after_s", 0.0))
+    for frame in range(gt.first_frame, gt.last_frame + 1):
+        t = round(gt.time_of(frame), 6)
+        d = gt.detections_at(t)
+        events = rule.update(d, t) if rule.counts_people else rule.update(d, t, tracks_of(d))
+        for e in events:
+            peak = max(peak, e.peak_count) if raised is not None else e.peak_count
+            if e.state is IncidentState.RAISED:
+                raised = (e.started_at, t)
+            elif e.state is IncidentState.CLEARED and raised is not None:
+                end = max(raised[1], round(t - clear_after, 6))
+                out.append(DerivedIncident(raised[0], raised[1], end, peak))
+                raised = None
+    if raised is not None:
+        out.append(DerivedIncident(raised[0], raised[1], None, peak))
     return out

@@ -1,5 +1,5 @@
 """Clips derived from real video by recipes: cut, crop, blur, black-out, cover, freeze, shift,
-brightness, and a composited fall.
+brightness, a composited fall and a pasted object (:mod:`gridwatch.evaluation.objects`).
 
 Only one real street scene is available offline (OpenCV's ``vtest.avi`` from Debian's
 ``opencv-doc``), so evaluation scenarios are built from it: the incidents a recipe *creates*
@@ -226,6 +226,15 @@ def _op_fall(o: Mapping[str, Any]) -> Op:
     return op
 
 
+def _op_object(o: Mapping[str, Any]) -> Op:
+    from gridwatch.evaluation.objects import object_op
+
+    try:
+        return object_op(o)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+
+
 OPS: dict[str, Callable[[Mapping[str, Any]], Op]] = {
     "blur": _op_blur,
     "blackout": _op_blackout,
@@ -234,6 +243,7 @@ OPS: dict[str, Callable[[Mapping[str, Any]], Op]] = {
     "brightness": _op_brightness,
     "crop": _op_crop,
     "fall": _op_fall,
+    "object": _op_object,
 }
 
 

@@ -30,9 +30,11 @@ from gridwatch.detectors import DetectorSettings, with_backend
 from gridwatch.detectors.base import Detector
 from gridwatch.evaluation.count_metrics import CountMetrics, CountSample, pooled_metrics
 from gridwatch.evaluation.ground_truth import (
+    RULE_DERIVED_TYPES,
     GroundTruth,
     GroundTruthError,
     derive_crowding_incidents,
+    derive_rule_incidents,
     video_geometry,
 )
 from gridwatch.evaluation.recipes import build_clip
@@ -57,6 +59,8 @@ from gridwatch.evaluation.scenarios import (
     resolve_data,
     score,
 )
+from gridwatch.rules.base import RuleContext
+from gridwatch.rules.registry import build_rule
 from gridwatch.rules.zones import Zone
 
 log = logging.getLogger(__name__)
@@ -267,7 +271,29 @@ def derived_incidents(sc: Scenario, gt: GroundTruth) -> tuple[TruthIncident, ...
             out.append(
                 TruthIncident("crowding", rule.zone, inc.start_s, inc.end_s, DERIVED_TOLERANCE_S)
             )
+    out += rule_derived_incidents(sc, gt, zones)
     return tuple(sorted(out, key=lambda t: (t.start_s, t.zone or "")))
+
+
+def rule_derived_incidents(
+    sc: Scenario, gt: GroundTruth, zones: Mapping[str, Zone]
+) -> list[TruthIncident]:
+    """The running, gathering and density incidents the ground truth calls for: each such rule
+    of ``sc``, built with the scenario's calibration, run on the truth's people
+    (:func:`~gridwatch.evaluation.ground_truth.derive_rule_incidents`)."""
+    cam = _camera(sc)
+    plane = cam.calibration.plane() if cam.calibration is not None else None
+    out: list[TruthIncident] = []
+    for i, rule in enumerate(cam.rules):
+        if rule.type not in RULE_DERIVED_TYPES:
+            continue
+        if rule.schedule is not None:
+            raise ScenarioError(f"{sc.path}: derived incidents do not follow schedules")
+        ctx = RuleContext(zones=zones, calibration=plane, what=f"{sc.path} rule {i}")
+        for inc in derive_rule_incidents(build_rule(rule, ctx), gt):  # type: ignore[arg-type]
+            zone = getattr(rule, "zone", None)
+            out.append(TruthIncident(rule.type, zone, inc.start_s, inc.end_s, DERIVED_TOLERANCE_S))
+    return out
 
 
 def run_scenario(

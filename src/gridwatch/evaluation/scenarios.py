@@ -244,7 +244,7 @@ class Scenario:
 
 def configured_delay(rule: Any) -> float:
     """How long a rule waits by design before raising (dwell, duration, offline timeout)."""
-    for name in ("min_dwell_s", "min_duration_s", "offline_after_s"):
+    for name in ("min_dwell_s", "min_duration_s", "offline_after_s", "min_still_s"):
         v = getattr(rule, name, None)
         if isinstance(v, (int, float)):
             return float(v)

@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from gridwatch.calibration.ground import GroundPlane
 from gridwatch.model import Detections, IncidentEvent, IncidentState, Track
 from gridwatch.rules.zones import Zone
 
@@ -63,6 +64,18 @@ class RuleContext:
     class_names: Mapping[int, str] | None = None
     what: str = "rule"
     """``camera <id> rule <i> (<type>)``, for error messages."""
+    calibration: GroundPlane | None = None
+    """The camera's ground plane (image → metres); ``None``: not calibrated."""
+
+    def ground(self) -> GroundPlane:
+        """The camera's ground plane, or :class:`RuleBuildError` for a rule that measures in
+        metres on a camera without ``calibration``."""
+        if self.calibration is None:
+            raise RuleBuildError(
+                f"{self.what}: measures in metres but the camera has no calibration: add "
+                '`calibration:` to the camera (gridwatch camera calibrate ID --point "u,v=x,y")'
+            )
+        return self.calibration
 
     def zone(self, zone_id: str) -> Zone:
         return self.zones[zone_id]
@@ -157,6 +170,10 @@ class FrameSample:
     """When the newest decoded frame arrived; ``None`` if none ever did."""
     last_packet_ts: float | None
     """When the newest packet (compressed data) arrived; ``None`` if none ever did."""
+    detections: Detections | None = None
+    """What the detector (and tracker) found on this frame, for the frame rules that must know
+    where people are (``abandoned_object``, which sets ``uses_detections``); ``None`` when no
+    frame or no detector ran."""
 
 
 @runtime_checkable
@@ -199,6 +216,15 @@ class EpisodeParams:
     clear_after_s: float = 10.0
     onset_gap_s: float = 0.0
     update_interval_s: float = 5.0
+
+    @classmethod
+    def of(cls, cfg: Any) -> EpisodeParams:
+        """The timing fields of a rule's config (every rule config with an episode has them).
+
+        >>> EpisodeParams.of(EpisodeParams(1, 2, 3, 4)).clear_after_s
+        2
+        """
+        return cls(cfg.min_duration_s, cfg.clear_after_s, cfg.onset_gap_s, cfg.update_interval_s)
 
     def __post_init__(self) -> None:
         for name in ("min_duration_s", "clear_after_s", "onset_gap_s", "update_interval_s"):

@@ -59,6 +59,7 @@ class CameraRules:
         tz = config.tzinfo()
         zones = {z.id: Zone(z.id, z.polygon) for z in camera.zones}
         self.zones = zones
+        ground = camera.calibration.plane() if camera.calibration is not None else None
         self.rules: list[DetectionRule] = []
         self.frame_rules: list[FrameRule] = []
         for i, rc in enumerate(camera.rules):
@@ -73,6 +74,7 @@ class CameraRules:
                 person_classes=person_classes,
                 class_names=class_names,
                 what=f"camera {camera.id} rule {i} ({rc.type})",
+                calibration=ground,
             )
             rule = build_rule(rc, ctx)
             if isinstance(rule, FrameRule):
@@ -91,6 +93,9 @@ class CameraRules:
             )
         self.counter: CrowdCounter | None = None
         """People for the counting rules, over tracks (None: they count every box)."""
+        self.last_counted: Detections | None = None
+        """The counter's people of the last observation (None: no counter, or no frame): what
+        the crowding rules counted (people-flow statistics count the same)."""
         counting = config.analysis.counting
         if counting.enabled and any(r.counts_people for r in self.rules):
             self.counter = CrowdCounter(
@@ -114,8 +119,12 @@ class CameraRules:
 
     @property
     def needs_detections(self) -> bool:
-        """False when every rule is a frame rule: the detector can be skipped."""
-        return bool(self.rules)
+        """False when every rule is a frame rule that needs no detections (tamper, offline):
+        the detector can be skipped. A frame rule with ``uses_detections`` (abandoned_object)
+        needs them."""
+        return bool(self.rules) or any(
+            getattr(r, "uses_detections", False) for r in self.frame_rules
+        )
 
     def update(self, detections: Detections | None, ts: float) -> list[IncidentEvent]:
         """Run the detection rules on one observation (``None``: no frame at ``ts``).
@@ -128,6 +137,7 @@ class CameraRules:
         counted = detections
         if detections is not None and self.counter is not None:
             counted = self.counter.update(detections, ts)
+        self.last_counted = counted if self.counter is not None else None
         tracks: tuple[Track, ...] = ()
         if detections is not None:
             tracks = tracks_of(detections)

@@ -117,12 +117,7 @@ class IntrusionRule:
             self.rule_key,
             self.type,
             zone.id,
-            EpisodeParams(
-                params.min_duration_s,
-                params.clear_after_s,
-                params.onset_gap_s,
-                params.update_interval_s,
-            ),
+            EpisodeParams.of(params),
             severity=params.severity,
         )
 

@@ -27,26 +27,34 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, Union
 
 from pydantic import BaseModel, Field
 
+from gridwatch.rules.abandoned_object import AbandonedObjectRule, AbandonedObjectRuleConfig
 from gridwatch.rules.base import DetectionRule, FrameRule, RuleBuildError, RuleContext
 from gridwatch.rules.crowding import CrowdingRule, CrowdingRuleConfig
+from gridwatch.rules.density import DensityRule, DensityRuleConfig
 from gridwatch.rules.fall import FallRule, FallRuleConfig
+from gridwatch.rules.gathering import GatheringRule, GatheringRuleConfig
 from gridwatch.rules.intrusion import IntrusionRule, IntrusionRuleConfig
 from gridwatch.rules.line_crossing import LineCrossingRule, LineCrossingRuleConfig
 from gridwatch.rules.loitering import LoiteringRule, LoiteringRuleConfig
 from gridwatch.rules.offline import OfflineRule, OfflineRuleConfig
+from gridwatch.rules.running import RunningRule, RunningRuleConfig
 from gridwatch.rules.tamper import TamperRule, TamperRuleConfig
 from gridwatch.rules.vehicle_stop import VehicleStopRule, VehicleStopRuleConfig
 
 __all__ = [
     "RULES",
     "RULE_TYPES",
+    "AbandonedObjectRuleConfig",
     "CrowdingRuleConfig",
+    "DensityRuleConfig",
     "FallRuleConfig",
+    "GatheringRuleConfig",
     "IntrusionRuleConfig",
     "LineCrossingRuleConfig",
     "LoiteringRuleConfig",
     "OfflineRuleConfig",
     "RuleConfig",
+    "RunningRuleConfig",
     "TamperRuleConfig",
     "VehicleStopRuleConfig",
     "build_rule",
@@ -74,6 +82,10 @@ RULES: dict[str, RuleClass] = {
         FallRule,
         TamperRule,
         OfflineRule,
+        RunningRule,
+        GatheringRule,
+        DensityRule,
+        AbandonedObjectRule,
     )
 }
 """Rule type → rule class."""
@@ -89,7 +101,11 @@ if TYPE_CHECKING:  # the same union, spelled out for the type checker
         | VehicleStopRuleConfig
         | FallRuleConfig
         | TamperRuleConfig
-        | OfflineRuleConfig,
+        | OfflineRuleConfig
+        | RunningRuleConfig
+        | GatheringRuleConfig
+        | DensityRuleConfig
+        | AbandonedObjectRuleConfig,
         Field(discriminator="type"),
     ]
 else:

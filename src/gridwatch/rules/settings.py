@@ -43,6 +43,36 @@ def clear_after_field(default: float, what: str) -> Any:
     )
 
 
+def min_duration_field(default: float, what: str) -> Any:
+    return Field(
+        default=default,
+        ge=0,
+        title="Minimum duration",
+        description=f"Seconds {what} must last before an alert is raised.",
+    )
+
+
+def onset_gap_field(default: float) -> Any:
+    return Field(
+        default=default,
+        ge=0,
+        title="Onset gap",
+        description="Dips shorter than this do not restart the onset timer.",
+    )
+
+
+def count_window_field() -> Any:
+    """The crowd count's window, as the crowding rule's (the rules that share its count)."""
+    return Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        title="Count window",
+        description="The count is the median of the zone's counts over this many seconds "
+        "(0: the frame's own count), as the crowding rule's.",
+    )
+
+
 def update_interval_field() -> Any:
     return Field(
         default=5.0,
@@ -61,9 +91,11 @@ def classes_field(default_text: str) -> Any:
     )
 
 
-TRACK_RULE_TYPES = frozenset({"loitering", "intrusion", "line_crossing", "vehicle_stop", "fall"})
+TRACK_RULE_TYPES = frozenset(
+    {"loitering", "intrusion", "line_crossing", "vehicle_stop", "fall", "running"}
+)
 """Rules that follow tracks."""
-WALKER_RULE_TYPES = frozenset({"intrusion", "line_crossing", "fall"})
+WALKER_RULE_TYPES = frozenset({"intrusion", "line_crossing", "fall", "running"})
 """Track rules that must follow people *walking*: below 5 analysed frames/s ByteTrack confirms
 few walkers (40% at 2 fps, 89% at 5). Loitering people and stopped vehicles stand still, which
 any rate tracks."""

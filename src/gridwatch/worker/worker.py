@@ -47,6 +47,7 @@ from gridwatch.leases.manager import LeaseManager
 from gridwatch.model import Alert, Frame, IncidentEvent, IncidentState
 from gridwatch.rules.base import CAMERA_STOPPED, WORKER_STOPPED
 from gridwatch.rules.engine import CameraRules, RuleBuildError
+from gridwatch.stats.publisher import StatsPublisher, start_stats
 from gridwatch.tracking import CameraTracker
 from gridwatch.worker.clips import ClipRecorder
 from gridwatch.worker.metrics import CameraFigures, WorkerFigures, WorkerMetrics
@@ -123,6 +124,7 @@ class Worker:
         """With ``leases.enabled``: runs only the cameras this worker holds leases on."""
         self.clips: ClipRecorder | None = None
         """With ``alerts.clips.enabled``: packet rings and a clip per raised alert."""
+        self.stats: StatsPublisher | None = None  # people-flow statistics (gridwatch.stats)
 
     async def _load_detector(self) -> Detector:
         if self._detector is not None:
@@ -180,6 +182,8 @@ class Worker:
                 self.clips = await self._start_clips(nc)
             self._detector = await self._load_detector()
             self._start_inference()
+            self.stats = await start_stats(nc, self.config, self)  # None: off
+            tasks += self.stats.tasks if self.stats is not None else []
             if self.config.leases.enabled:
                 self.leases = await self._start_leases(js)
             if self.use_registry:
@@ -312,6 +316,8 @@ class Worker:
         pipeline = CameraPipeline(
             cam, reader, detector, self._inference, rules, tracker, self._enqueue, analyser=analyser
         )
+        if self.stats is not None:
+            self.stats.attach(pipeline, detector.person_class_ids)
         if analyser is not None:
             self.analysers[cam.id] = analyser
         self.readers[cam.id] = reader

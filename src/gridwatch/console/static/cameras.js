@@ -43,10 +43,34 @@
     }
   }
 
+  // The GB/T 28181 cascade (when configured): registration, last keepalive, alarms.
+  function renderCascade(g) {
+    const box = $("cascade");
+    if (!g) { box.hidden = true; return; }
+    box.hidden = false;
+    const s = g.status;
+    if (!s) {
+      box.textContent = "GB/T 28181 cascade: no report" + (g.error ? " (" + g.error + ")" : " (not running?)");
+      return;
+    }
+    const ka = s.last_keepalive_ok ? new Date(s.last_keepalive_ok * 1000).toLocaleTimeString() : "never";
+    box.replaceChildren(
+      "GB/T 28181 cascade to " + s.superior + ": ",
+      gw.el("span", { class: "badge cascade-" + s.state, text: s.state }),
+      " · last keepalive " + ka +
+      " · alarms sent " + s.sent + " / pending " + s.pending + " / failed " + s.failed +
+      (s.guard_on ? "" : " · guard OFF (alarms not sent)"));
+    for (const row of document.querySelectorAll("#camera-rows tr")) {
+      const ch = g.channels[row.dataset.id];
+      if (ch) row.title = "GB/T 28181 channel " + ch;
+    }
+  }
+
   async function refresh() {
     try {
       const data = await gw.api("/api/cameras");
       renderRows(data.cameras);
+      renderCascade(data.gb28181);
       renderTiles(data.cameras);
     } catch (e) {
       /* keep the last view; the next refresh tries again */
