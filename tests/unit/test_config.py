@@ -161,6 +161,17 @@ def test_yaml_syntax_error_has_position() -> None:
     assert "(syntax)" in errors[0]
 
 
+def test_a_key_given_twice_is_an_error_at_the_second() -> None:
+    """PyYAML keeps the last of two equal keys: a second ``grids:`` would drop the first."""
+    text = GOOD + "grids: [{id: other}]\n"
+    errors = errors_of(text)
+    line = text.count("\n")
+    assert errors[0].startswith(f"cfg.yaml:{line}:1"), errors
+    assert "duplicate key 'grids'" in errors[0]
+    nested = "grids: [{id: g, name: a, name: b}]\ncameras: []\n"
+    assert "duplicate key 'name'" in errors_of(nested)[0]
+
+
 def test_top_level_must_be_mapping() -> None:
     assert "top level must be a mapping" in errors_of("- 1\n- 2\n")[0]
 

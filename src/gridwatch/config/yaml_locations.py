@@ -11,6 +11,11 @@ map from each value's path (``("cameras", 0, "rules", 1, "zone")``) to its line 
 (3, 6)
 >>> doc.location(("b", 0, "missing"))  # falls back to the nearest known parent
 (3, 5)
+>>> try:
+...     load_yaml_with_locations("grids: []\\ncameras: []\\ngrids: [a]\\n", "x.yaml")
+... except YamlSyntaxError as e:
+...     print(e.line, e.column, e.message.split(":")[0])
+3 1 duplicate key 'grids' (first at line 1)
 """
 
 from __future__ import annotations
@@ -60,6 +65,13 @@ def _construct(node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]], lo
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, list):
                 key = tuple(key)
+            if key in result:  # PyYAML keeps the last silently: a config would lose a section
+                first = out[(*path, key)][0]
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key {key!r} (first at line {first}): the second would "
+                    "replace the first; merge them",
+                    problem_mark=key_node.start_mark,
+                )
             result[key] = _construct(value_node, (*path, key), out, loader)
             # A key's own position is the better place to point at for "unknown field".
             out[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
