@@ -11,6 +11,8 @@ Benchmarks:
           detector ms per frame, worker CPU, frame age.
   push    alert raised → Web Push received and decrypted on loopback (p50, p99).
   camera-add  `gridwatch camera add` → first analysed frame on a running worker, by stage.
+  multiproc  cameras per machine with several `gridwatch worker` processes sharing them by
+          leases (INT8, idle keyframes; figures from the workers' /metrics).
   shapes  OpenVINO CPU per image on the worker's recorded mix of input shapes: batches of any
           size 1-8 (before), of 1, 2, 4, 8 (now), one image a call.
   clips   evidence clips: decoder-thread CPU per camera with the packet ring off and on, the
@@ -52,6 +54,10 @@ def main(argv: list[str]) -> int:
         from bench.scale_sim import main as run_scale
 
         return run_scale(rest)
+    if name == "multiproc":
+        from bench.multiproc import main as run_multiproc
+
+        return run_multiproc(rest)
     if name == "shapes":
         from bench.batch_shapes import main as run_shapes
 
