@@ -127,12 +127,11 @@ def trial(args: argparse.Namespace, rtsp: Any, nats_url: str, k: int) -> dict[st
     with tempfile.TemporaryDirectory() as d:
         for i, port in enumerate(ports):
             cfg = Path(d) / f"worker{i}.yaml"
-            cfg.write_text(config_text(args, rtsp, k, port, spool))
+            cfg.write_text(config_text(args, rtsp, k, port, spool / f"worker{i}"))  # one each
             exe = str(Path(sys.executable).with_name("gridwatch"))
             cmd = [exe, "worker", "-c", str(cfg), "--nats", nats_url]
-            procs.append(
-                subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
+            log = (Path(d) / f"worker{i}.log").open("w")
+            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
         try:
             deadline = time.monotonic() + args.start_timeout
             running: dict[str, Any] = {}
@@ -145,6 +144,13 @@ def trial(args: argparse.Namespace, rtsp: Any, nats_url: str, k: int) -> dict[st
                 if len(running["analysed"]) >= k:
                     break
             started = len(running.get("analysed", {}))
+            dead = [i for i, p in enumerate(procs) if p.poll() is not None]
+            if dead or not running:
+                tails = "\n".join(
+                    f"worker{i}: " + (Path(d) / f"worker{i}.log").read_text()[-1500:]
+                    for i in range(len(procs))
+                )
+                raise RuntimeError(f"workers {dead} exited or served no /metrics:\n{tails}")
             time.sleep(args.warmup)
             ps = [psutil.Process(p.pid) for p in procs]
             cpu0 = sum(sum(p.cpu_times()[:2]) for p in ps)
