@@ -30,16 +30,15 @@ analysis rate), and one crowd gives exactly one incident:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection, Sequence
 from enum import Enum
 from typing import Literal, Protocol
 
-import numpy as np
 from pydantic import Field
 
 from gridwatch.model import Detections, IncidentEvent, IncidentState, Track
 from gridwatch.rules.base import RuleContext
+from gridwatch.rules.people_count import ZoneCount
 from gridwatch.rules.settings import RuleSettings
 from gridwatch.rules.zones import Zone
 
@@ -124,7 +123,7 @@ class CrowdingRule:
         self.params = params
         self.rule_key = f"{self.type}/{zone.id}"
         self._schedule: ScheduleLike = schedule or _Always()
-        self._person_classes = None if person_classes is None else np.array(sorted(person_classes))
+        self._count = ZoneCount(zone, window_s=params.count_window_s, person_classes=person_classes)
         self._phase = _Phase.IDLE
         self._onset = 0.0
         self._last_above = 0.0
@@ -132,7 +131,6 @@ class CrowdingRule:
         self._sequence = 0
         self._last_emit_ts = 0.0
         self._last_emit_count = 0
-        self._window: deque[tuple[float, int]] = deque()
         self.last_count: int | None = None
         """The count the rule saw at its last observation (``None``: no frame); the
         evaluation compares it with the ground truth."""
@@ -149,28 +147,7 @@ class CrowdingRule:
 
     def count_in_zone(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
         """People whose feet are inside the zone, and their normalized boxes."""
-        if len(detections) == 0:
-            return 0, ()
-        keep = self.zone.contains(detections.anchors_normalized())
-        if self._person_classes is not None:
-            keep &= np.isin(detections.class_id, self._person_classes)
-        boxes = detections.xyxyn()[keep]
-        return int(keep.sum()), tuple(
-            (float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes
-        )
-
-    def _windowed(self, count: int, ts: float) -> int:
-        """The median count over the last ``count_window_s``; of an even number of counts the
-        lower middle one, so a one-frame spike (a box doubled for a moment) never raises it."""
-        w = self.params.count_window_s
-        if w <= 0:
-            return count
-        self._window.append((ts, count))
-        while self._window and ts - self._window[0][0] > w:
-            self._window.popleft()
-        values = sorted(c for _, c in self._window)
-        n = len(values)
-        return values[(n - 1) // 2]  # the lower middle: a one-frame spike never raises it
+        return self._count.raw(detections)
 
     def _event(
         self, state: IncidentState, ts: float, count: int, boxes: tuple[Box, ...], reason: str = ""
@@ -208,8 +185,7 @@ class CrowdingRule:
             count, boxes = 0, ()
             observed = False
         else:
-            count, boxes = self.count_in_zone(detections)
-            count = self._windowed(count, ts)
+            count, boxes = self._count.update(detections, ts)
             observed = True
         self.last_count = count if observed else None
 
