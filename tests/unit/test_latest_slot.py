@@ -34,3 +34,28 @@ def test_backoff_is_capped_exponential() -> None:
     b = Backoff(0.5, 4)
     assert [b.delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert Backoff(1, 30).delay(10_000) == 30
+
+
+async def test_wait_is_woken_by_a_put_from_another_thread() -> None:
+    """The analysis loop waits for a frame without polling: the decoder thread wakes it."""
+    slot: LatestSlot[str] = LatestSlot()
+    threading.Timer(0.05, slot.put, args=("x",)).start()
+    t0 = time.monotonic()
+    assert await slot.wait(5.0) is True
+    assert time.monotonic() - t0 < 1.0  # woken by the put, not by the 5 s timeout
+    assert slot.take() == "x"
+
+
+async def test_wait_returns_at_once_when_an_item_is_there_and_times_out_when_none_comes() -> None:
+    slot: LatestSlot[str] = LatestSlot()
+    slot.put("ready")
+    t0 = time.monotonic()
+    assert await slot.wait(5.0) is True
+    assert time.monotonic() - t0 < 0.1
+    slot.take()
+    t0 = time.monotonic()
+    assert await slot.wait(0.05) is False
+    assert 0.04 <= time.monotonic() - t0 < 1.0
+    # a put after the wait ended wakes nobody and is simply taken later
+    slot.put("late")
+    assert slot.take() == "late"

@@ -106,6 +106,12 @@ class ClipSource:
         self._arrive_until(self.clock.mono())
         return self.slot.take()
 
+    async def wait_frame(self, timeout_s: float) -> None:
+        """Let the clock move on by up to 20 ms (virtual time: at once): frames arrive as the
+        clock passes their times, so a clip is looked at in the same 20 ms steps whatever the
+        replay speed."""
+        await self.clock.sleep(min(0.02, timeout_s))
+
     @property
     def finished(self) -> bool:
         """The clip has ended and its last frame was taken."""

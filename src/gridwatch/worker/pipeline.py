@@ -70,6 +70,11 @@ class FrameSource(Protocol):
         """The newest frame not taken yet, or None."""
         ...
 
+    async def wait_frame(self, timeout_s: float) -> None:
+        """Return when a frame may be there to take, or after ``timeout_s`` on the loop's
+        clock."""
+        ...
+
     def set_keyframes_only(self, keyframes_only: bool) -> None: ...
 
     @property
@@ -147,7 +152,7 @@ class CameraPipeline:
             remaining = deadline - clock.mono()
             if remaining <= 0 or self.reader.finished:
                 return None
-            await clock.sleep(min(0.02, remaining))
+            await self.reader.wait_frame(remaining)
 
     def _detect(self, frame: Frame) -> tuple[Detections, float, float]:
         """Runs on the inference thread. Frame age is taken here, when the detector starts:
