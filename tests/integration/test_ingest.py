@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +70,16 @@ def test_short_file_ends_and_looping_file_does_not(readers, demo_clip) -> None: 
     assert looped.stats.frames_decoded < 60
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policy")
+def test_decoder_threads_do_not_preempt_analysis(readers) -> None:  # type: ignore[no-untyped-def]
+    """Decoder threads run under SCHED_BATCH (their wake-ups do not preempt the detector's
+    threads); the analysis threads keep the default policy."""
+    r = readers("vtest", str(VTEST))
+    assert wait_for(lambda: r.stats.frames_decoded > 0, 10)
+    assert os.sched_getscheduler(r._thread.native_id) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
 def test_unreachable_camera_is_reported_and_retried(readers) -> None:  # type: ignore[no-untyped-def]
     r = readers("gone", "rtsp://127.0.0.1:9/nothing", open_timeout_s=2, backoff=Backoff(0.1, 0.2))
     assert wait_for(lambda: r.stats.failures >= 3, 10)
@@ -118,4 +132,86 @@ def test_rtsp_stream_and_reconnect_after_server_restart(rtsp_server, demo_mp4) -
         assert reader.stats.state is StreamState.ONLINE
     finally:
         reader.stop(10)
+    assert not reader.alive
+
+
+class FreezingProxy:
+    """A TCP relay in front of the RTSP server that can stop forwarding while keeping every
+    connection open: a camera whose stream goes silent without closing (a hung encoder, a
+    half-dead link), which only a read timeout can notice."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.frozen = threading.Event()
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while not self._closed.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.frozen.is_set() and not self._closed.is_set():
+                    time.sleep(0.05)  # hold the data: the connection stays open and silent
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def drop_connections(self) -> None:
+        for s in self._conns:
+            with contextlib.suppress(OSError):
+                s.close()
+        self._conns.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self.drop_connections()
+
+
+def test_a_stream_that_goes_silent_without_closing_is_reopened(rtsp_server, demo_mp4) -> None:  # type: ignore[no-untyped-def]
+    """Reads are bounded by FFmpeg's socket timeout (``rtsp_options``), not by PyAV's
+    interrupt callback, which took the GIL several times per packet: this checks that a hung
+    stream is still noticed within about ``read_timeout_s`` and reopened."""
+    server = rtsp_server({"cam": demo_mp4}, loop=True)
+    proxy = FreezingProxy(server.port)
+    url = server.url("cam").replace(f":{server.port}/", f":{proxy.port}/")
+    reader = CameraReader("hung", url, open_timeout_s=3, read_timeout_s=2, backoff=Backoff(0.2, 1))
+    reader.start()
+    try:
+        assert wait_for(lambda: reader.stats.frames_decoded > 5, 20), reader.stats
+        failures = reader.stats.failures
+        proxy.frozen.set()
+        frozen_at = time.monotonic()
+        assert wait_for(lambda: reader.stats.failures > failures, 15), reader.stats
+        noticed_s = time.monotonic() - frozen_at
+        assert 1.0 <= noticed_s <= 8.0, noticed_s  # the 2 s read timeout, not a hang
+        assert reader.stats.state is not StreamState.ONLINE
+        proxy.frozen.clear()
+        proxy.drop_connections()
+        n = reader.stats.frames_decoded
+        assert wait_for(lambda: reader.stats.frames_decoded > n + 5, 30), reader.stats
+        assert reader.stats.opens >= 2
+    finally:
+        reader.stop(10)
+        proxy.close()
     assert not reader.alive

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +126,46 @@ RTSP_OPTIONS: dict[str, str] = {
 """How a reader opens a network stream (``camera probe`` opens it the same way)."""
 
 
+def rtsp_options(read_timeout_s: float) -> dict[str, str]:
+    """:data:`RTSP_OPTIONS` with FFmpeg's own socket I/O timeout: a stream that stops sending
+    without closing fails its read after ``read_timeout_s`` and is reopened.
+
+    Why not PyAV's ``timeout`` for reads: PyAV checks it in an interrupt callback that takes
+    the interpreter lock every time FFmpeg calls it, which is several times per RTP packet.
+    At 80 cameras that was ~25,000 context switches a second in the decoder threads, and the
+    detector's threads, preempted that often, needed 2.7× the CPU per image they need alone
+    (``docs/performance.md``).
+
+    >>> rtsp_options(2.5)["timeout"]
+    '2500000'
+    """
+    return {**RTSP_OPTIONS, "timeout": str(round(read_timeout_s * 1_000_000))}
+
+
+def yield_to_analysis() -> bool:
+    """Run the calling (decoder) thread under Linux's ``SCHED_BATCH`` policy: its wake-ups no
+    longer preempt the thread that is running. True where that took effect.
+
+    Why: a decoder thread wakes for every few network reads (about 100 times a second per
+    camera) for a few hundred microseconds of work, and under the default policy each wake-up
+    preempts whatever runs, usually the detector. At 80 cameras on 2 vCPUs the detector's
+    threads were preempted ~550 times a second each, and busy cameras got 1.5-1.7 of their 2
+    analyses a second; with the decoders on ``SCHED_BATCH`` 1.8-1.9, at the same CPU
+    (``docs/performance.md``). Decoding loses nothing that matters: it still gets its CPU
+    share, a few milliseconds later, and frames wait in the one-slot buffer anyway. Any user
+    may select this policy (no privilege); elsewhere (not Linux) nothing changes.
+    """
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: the calling thread
+    except OSError as exc:  # a seccomp profile may refuse it: run as before
+        log.debug("SCHED_BATCH not available for decoder threads: %s", exc)
+        return False
+    return True
+
+
 def is_network_url(url: str) -> bool:
     return url.startswith(("rtsp://", "rtsps://"))
 
@@ -181,6 +222,11 @@ class CameraReader:
         """The newest decoded frame not taken yet (None: none new); older ones were dropped."""
         return self.slot.take()
 
+    async def wait_frame(self, timeout_s: float) -> None:
+        """Return once a frame is there to take, or after ``timeout_s`` (the decoder thread
+        wakes the waiting loop; no polling)."""
+        await self.slot.wait(timeout_s)
+
     @property
     def finished(self) -> bool:
         """Never for a camera: a live loop outlives a stream's end (the offline rule reports
@@ -200,8 +246,11 @@ class CameraReader:
         if is_network_url(self.url):
             return av.open(
                 self.url,
-                options=dict(RTSP_OPTIONS),
-                timeout=(self.open_timeout_s, self.read_timeout_s),
+                options=rtsp_options(self.read_timeout_s),
+                # the open is bounded by PyAV's interrupt callback; reads are bounded by
+                # FFmpeg's socket timeout instead (see rtsp_options): PyAV's callback takes
+                # the GIL each time FFmpeg polls it, several times per RTP packet
+                timeout=(self.open_timeout_s, None),
             )
         path = self.url.removeprefix("file://")
         if not Path(path).exists():
@@ -209,6 +258,7 @@ class CameraReader:
         return av.open(path)
 
     def _run(self) -> None:
+        yield_to_analysis()
         consecutive_failures = 0
         while not self._stop.is_set():
             self.stats.state = StreamState.CONNECTING
