@@ -262,8 +262,9 @@ class Trial:
     extra: dict[str, Any] = field(default_factory=dict)
     keyframe_share: dict[str, float] = field(default_factory=dict)
     """Per camera that decoded keyframes only through the whole window (an idle camera with
-    idle keyframes on): frames analysed / keyframes that arrived. Such a camera is judged on
-    this share instead of the target fps (it is offered one frame per GOP)."""
+    idle keyframes on): the share of the keyframes that arrived that were not missed (replaced
+    in the camera's slot by the next one before the loop took them). Such a camera is judged
+    on this share instead of the target fps (it is offered one frame per GOP)."""
 
     @property
     def min_share(self) -> float:
@@ -477,7 +478,11 @@ cameras:{"" if specs else " []"}
         )
         keyframes = {c: w.readers[c].stats.keyframe_packets - kp0.get(c, 0) for c in kf_ids}
         analysed = {c: w.pipelines[c].stats.analysed - a0.get(c, 0) for c in kf_ids}
-        kf_share = {c: analysed[c] / keyframes[c] if keyframes[c] else 0.0 for c in kf_ids}
+        # a keyframe missed is one that the next replaced in the camera's slot before the loop
+        # took it; one that arrived in the window's last moments and was analysed just after
+        # it is not (with ~4 keyframes in an 8 s window, counting it as missed read 0.75)
+        missed = {c: w.readers[c].slot.dropped - d0.get(c, 0) for c in kf_ids}
+        kf_share = {c: 1 - missed[c] / keyframes[c] if keyframes[c] else 0.0 for c in kf_ids}
         per_cam = {c: (w.pipelines[c].stats.analysed - a0.get(c, 0)) / dt for c in w.pipelines}
         ages = [a for v in self.ages.values() for a in v]
         modes: dict[str, int] = {}
@@ -513,6 +518,11 @@ cameras:{"" if specs else " []"}
                 "keyframes_only_busy": [c for c in kf_ids if c in busy],
                 "keyframes_arrived_per_s": round(sum(keyframes.values()) / dt, 2),
                 "keyframes_only_analysed_per_s": round(sum(analysed.values()) / dt, 2),
+                "keyframes_missed": sum(missed.values()),
+                "keyframe_analysed_ratio_min": round(
+                    min((analysed[c] / keyframes[c] for c in kf_ids if keyframes[c]), default=1.0),
+                    3,
+                ),
                 "keyframe_switches_in_window": sum(sw.values()),
                 "keyframe_switches_total": {
                     "busy": sum(w.analysers[c].stats.keyframe_switches for c in busy),
@@ -878,8 +888,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "(min_count 5, count_window_s 1 s default)",
             "pass_rule": f"every camera >= {TARGET_SHARE:.0%} of target fps and p99 frame age "
             f"<= {MAX_P99_AGE_MS:.0f} ms; with idle keyframes, a camera decoding keyframes only "
-            f"through the whole window instead analyses >= {TARGET_SHARE:.0%} of the keyframes "
-            "that arrived (busy cameras are always judged on the fps)",
+            f"through the whole window instead misses < {1 - TARGET_SHARE:.0%} of the keyframes "
+            "that arrived (a keyframe missed: replaced in the camera's slot by the next before "
+            "it was analysed; busy cameras are always judged on the fps)",
             "idle_keyframes": {
                 "adaptive_decode": {"max_fps": args.fps, "idle_s": args.idle_s},
                 "warmup_s": max(args.warmup, args.idle_warmup),
