@@ -30,7 +30,6 @@ import collections
 import dataclasses
 import logging
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -106,26 +105,6 @@ class AnalyserStats:
     keyframe_switches: int = 0
 
 
-def refresh_phase(camera_id: str) -> float:
-    """How much earlier than ``refresh_s`` after its first look this camera's first whole-frame
-    refresh comes, as a share of ``refresh_s`` in [0, 0.5): fixed per camera id.
-
-    Why: a worker starts its cameras together, so without it every camera's refresh would fall
-    due in the same second, every ``refresh_s``, forever — at 80 cameras a burst of 80 whole
-    frames that held the busy cameras' region looks behind it for seconds (batches of eight
-    640×384 frames; ``docs/performance.md``). Spread this way, the refreshes of cameras
-    started together are spread over half a period, and a refresh never comes later than
-    ``refresh_s``. A hash, not a random number: replays and evaluations stay repeatable.
-
-    >>> refresh_phase("cam000") == refresh_phase("cam000")
-    True
-    >>> phases = [refresh_phase(f"cam{i:03d}") for i in range(80)]
-    >>> 0 <= min(phases) < 0.05 and 0.45 < max(phases) < 0.5
-    True
-    """
-    return zlib.crc32(camera_id.encode()) / 2**32 * 0.5
-
-
 class CameraAnalyser:
     """One camera's analysis policy. Used from one task, frames in order."""
 
@@ -179,7 +158,6 @@ class CameraAnalyser:
         self._recent: collections.deque[tuple[float, npt.NDArray[np.float32]]] = collections.deque()
         """(when, in-zone boxes) of recent detector runs: region seeds for ``memory_s``."""
         self._last_full: float | None = None
-        self._refresh_phase = refresh_phase(camera_id)
         self._last_activity = clock()
         self.stats = AnalyserStats()
 
@@ -317,9 +295,7 @@ class CameraAnalyser:
             return self._dropped(frame, motion)
         if scale > 1.0:
             result = dataclasses.replace(result, detections=_rescaled(result.detections, size))
-        # the first look places this camera in the refresh cycle (see refresh_phase)
-        early = self._refresh_phase * self.settings.refresh_s if self._last_full is None else 0.0
-        self._last_full = now - early
+        self._last_full = now
         self._update(now, result.detections, motion)
         area = whole_frame_input_area(size, self.imgsz, self.upscale)
         self.stats.modes["full"] += 1
