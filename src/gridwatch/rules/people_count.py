@@ -32,7 +32,7 @@ class ZoneCount:
         self.zone = zone
         self.window_s = window_s
         self._classes = None if person_classes is None else np.array(sorted(person_classes))
-        self._window: deque[tuple[float, int, tuple[Box, ...]]] = deque()
+        self._window: deque[tuple[float, int]] = deque()
 
     def raw(self, detections: Detections) -> tuple[int, tuple[Box, ...]]:
         """This frame's people in the zone and their normalized boxes."""
@@ -48,27 +48,12 @@ class ZoneCount:
 
     def update(self, detections: Detections, ts: float) -> tuple[int, tuple[Box, ...]]:
         """The smoothed count at ``ts`` (the lower middle of an even number, like crowding's:
-        a one-frame spike never raises it) and the boxes that make it up: those of the newest
-        frame of the window that saw exactly that many (a median is always one of the
-        counts). Why not this frame's: while people arrive the median lags this frame by a
-        person or two, and an alert whose snapshot draws 7 boxes under "5 people" reads as a
-        wrong count; the boxes shown are at most ``window_s`` old instead.
-
-        >>> from gridwatch.model import Detections
-        >>> zc = ZoneCount(Zone("z", [(0, 0), (1, 0), (1, 1), (0, 1)]), window_s=2.0)
-        >>> def people(n: int) -> Detections:
-        ...     return Detections.from_arrays(xyxy=[[10 * i, 0, 10 * i + 5, 9] for i in range(n)],
-        ...         confidence=[.9] * n, class_id=[0] * n, image_size=(100, 100))
-        >>> [(c, len(b)) for c, b in (zc.update(people(n), t) for t, n in enumerate([1, 2, 3]))]
-        [(1, 1), (1, 1), (2, 2)]
-        """
+        a one-frame spike never raises it) and this frame's boxes."""
         count, boxes = self.raw(detections)
         if self.window_s <= 0:
             return count, boxes
-        self._window.append((ts, count, boxes))
+        self._window.append((ts, count))
         while self._window and ts - self._window[0][0] > self.window_s:
             self._window.popleft()
-        values = sorted(c for _, c, _ in self._window)
-        median = values[(len(values) - 1) // 2]
-        shown = next(b for _, c, b in reversed(self._window) if c == median)
-        return median, shown
+        values = sorted(c for _, c in self._window)
+        return values[(len(values) - 1) // 2], boxes
