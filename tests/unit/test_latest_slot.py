@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -59,3 +60,14 @@ async def test_wait_returns_at_once_when_an_item_is_there_and_times_out_when_non
     # a put after the wait ended wakes nobody and is simply taken later
     slot.put("late")
     assert slot.take() == "late"
+
+
+async def test_interrupt_releases_a_waiter_with_nothing_to_take() -> None:
+    """A consumer that stops (the console's live view) releases its own pending wait."""
+    slot: LatestSlot[str] = LatestSlot()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, slot.interrupt)
+    t0 = time.monotonic()
+    assert await slot.wait(5.0) is False
+    assert time.monotonic() - t0 < 1.0
+    assert slot.take() is None

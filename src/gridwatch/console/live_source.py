@@ -34,7 +34,6 @@ whole picture is pixelated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import logging
 import time
@@ -83,21 +82,6 @@ class CameraUnavailable(RuntimeError):
     """The camera's stream could not be opened; the message is for people (no password)."""
 
 
-class _WakingSlot(LatestSlot[RawFrame]):
-    """The reader's one-slot buffer, which also wakes the event loop on each new frame."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-        super().__init__()
-        self._loop = loop
-        self._event = event
-
-    def put(self, item: RawFrame) -> None:
-        super().put(item)
-        # the loop is closed when the process shuts down with a reader still draining
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._event.set)
-
-
 class _LiveReader(CameraReader):
     """The ingest reader, keeping why its first open failed, classified as ``camera probe``
     does it (refused, unreachable, timeout, auth, not found...), with the fix to try."""
@@ -139,8 +123,7 @@ class LiveVideoSource(MediaStreamTrack):
         self.camera_id = camera_id
         self.masker = PrivacyMasker(masks)
         """The camera's privacy masks, painted on every frame before it leaves."""
-        self._wake = asyncio.Event()
-        self._slot = _WakingSlot(asyncio.get_running_loop(), self._wake)
+        self._slot: LatestSlot[RawFrame] = LatestSlot()
         self.reader = _LiveReader(
             camera_id,
             url,
@@ -185,11 +168,10 @@ class LiveVideoSource(MediaStreamTrack):
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            self._wake.clear()
             raw = self._slot.take()
             if raw is not None:
                 return self._stamp(raw)
-            await self._wake.wait()
+            await self._slot.wait(1.0)  # woken by the next frame, or by stop()
 
     def _stamp(self, raw: RawFrame) -> VideoFrame:
         if self._first_mono is None:
@@ -217,7 +199,7 @@ class LiveVideoSource(MediaStreamTrack):
             )
         super().stop()
         self.reader.stop()
-        self._wake.set()
+        self._slot.interrupt()
 
     async def join(self, timeout_s: float) -> bool:
         """Wait (off the event loop) until the decoder thread has ended; False on timeout."""

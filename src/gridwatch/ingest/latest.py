@@ -31,6 +31,16 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _release(waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None) -> None:
+    """Wake ``waiter`` from any thread (None: nobody waits)."""
+    if waiter is None:
+        return
+    loop, future = waiter
+    # the loop is closed when the process shuts down with a reader still draining
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_wake, future)
+
+
 class LatestSlot(Generic[T]):
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -47,11 +57,13 @@ class LatestSlot(Generic[T]):
             self.put_count += 1
             self._cond.notify_all()
             waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            loop, future = waiter
-            # the loop is closed when the process shuts down with a reader still draining
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_wake, future)
+        _release(waiter)
+
+    def interrupt(self) -> None:
+        """Wake a waiting :meth:`wait` with nothing to take (its consumer is stopping)."""
+        with self._cond:
+            waiter, self._waiter = self._waiter, None
+        _release(waiter)
 
     @property
     def pending(self) -> bool:

@@ -132,9 +132,8 @@ def rtsp_options(read_timeout_s: float) -> dict[str, str]:
 
     Why not PyAV's ``timeout`` for reads: PyAV checks it in an interrupt callback that takes
     the interpreter lock every time FFmpeg calls it, which is several times per RTP packet.
-    At 80 cameras that was ~25,000 context switches a second in the decoder threads, and the
-    detector's threads, preempted that often, needed 2.7× the CPU per image they need alone
-    (``docs/performance.md``).
+    At 80 cameras that was 22,000-28,000 context switches a second in the decoder threads
+    (about 6,500 without it) and ~10 points of a core more decoder CPU (``docs/performance.md``).
 
     >>> rtsp_options(2.5)["timeout"]
     '2500000'
@@ -149,9 +148,10 @@ def yield_to_analysis() -> bool:
     Why: a decoder thread wakes for every few network reads (about 100 times a second per
     camera) for a few hundred microseconds of work, and under the default policy each wake-up
     preempts whatever runs, usually the detector. At 80 cameras on 2 vCPUs the detector's
-    threads were preempted ~550 times a second each, and busy cameras got 1.5-1.7 of their 2
-    analyses a second; with the decoders on ``SCHED_BATCH`` 1.8-1.9, at the same CPU
-    (``docs/performance.md``). Decoding loses nothing that matters: it still gets its CPU
+    threads were preempted 700-1,065 times a second each before this and the socket-timeout
+    change (``rtsp_options``), 375-540 after; the busy cameras' analysis rate moved within its
+    trial-to-trial spread (``docs/performance.md``). Decoding loses nothing that matters: how far
+    decoded frames trail the stream did not change (p99 ~0.2 s either way); it still gets its CPU
     share, a few milliseconds later, and frames wait in the one-slot buffer anyway. Any user
     may select this policy (no privilege); elsewhere (not Linux) nothing changes.
     """
