@@ -1,13 +1,19 @@
 """``./run bench shapes``: what the OpenVINO CPU plugin costs per image on the worker's own mix
-of input shapes, fed as the worker used to (batches of any size 1–8) against batches of 1, 2, 4
-and 8 only (what :func:`gridwatch.detectors.openvino_backend.pow2_chunks` does now) and one image
-a call.
+of input shapes, fed as the worker first did (batches of any size 1–8), as it did next (batches
+of 1, 2, 4 and 8 only) and as it does now (one image a call,
+:meth:`gridwatch.detectors.openvino_backend.OpenVinoDetector._infer`).
+
+This replay runs one caller on one stream, on a recorded mix in which a batch's chunks follow
+each other (4, 2, 1 of one shape); it reads power-of-two batches and one image a call about
+equal. Inside a worker at 80 INT8 cameras (two streams, calls from many cameras interleaved)
+one image a call halved the OpenVINO threads' CPU (``docs/performance.md``): the replay is a
+floor for the batch-size effect, the multi-camera bench is the measurement.
 
 Why this exists: at 80 cameras (20 busy, 60 idle) the worker's OpenVINO threads used 113% of a
 core for 27 images/s with the COCO YOLOv8n INT8 — 42 ms of CPU an image, where one 640×384 image
 alone costs 19 ms. The inputs were region mosaics and whole frames in 59 (batch, height, width)
 combinations a trial. The mix below is the one recorded in that trial (the 25 most frequent
-shapes, 273 of its calls), replayed here in a fixed shuffled order on a fresh compiled model per
+shapes, 211 of its calls), replayed here in a fixed shuffled order on a fresh compiled model per
 variant, twice (the first pass includes the plugin preparing a plan per new shape).
 
 Output: a table (and ``--json FILE``) of CPU ms per image and per 640×384-equivalent of pixels
@@ -48,7 +54,7 @@ def sequence(fraction: float, seed: int = 1) -> list[tuple[int, int, int]]:
     """The recorded calls, each shape ``fraction`` as often (at least once), shuffled.
 
     >>> len(sequence(1.0)), sequence(1.0)[0][1:] in {(h, w) for _, h, w, _ in RECORDED_MIX}
-    (273, True)
+    (211, True)
     """
     out = [(b, h, w) for b, h, w, n in RECORDED_MIX for _ in range(max(1, round(n * fraction)))]
     random.Random(seed).shuffle(out)
@@ -72,8 +78,9 @@ def measure(det: Any, mode: str, seq: list[tuple[int, int, int]]) -> dict[str, A
                 det._infer_one(batch)
                 calls += 1
             elif mode == "pow2":
-                det._infer(batch)
-                calls += len(pow2_chunks(b))
+                for a, z in pow2_bounds(b):
+                    det._infer_one(batch[a:z])
+                    calls += 1
             else:
                 for i in range(b):
                     det._infer_one(batch[i : i + 1])
@@ -92,16 +99,24 @@ def measure(det: Any, mode: str, seq: list[tuple[int, int, int]]) -> dict[str, A
     return {"mode": mode, "first_pass": passes[0], "steady": passes[1]}
 
 
-def pow2_chunks(n: int) -> list[int]:
-    from gridwatch.detectors.openvino_backend import pow2_chunks as chunks
+def pow2_bounds(n: int) -> list[tuple[int, int]]:
+    """The slices a batch of ``n`` was cut into before: powers of two, largest first.
 
-    return chunks(n)
+    >>> pow2_bounds(7)
+    [(0, 4), (4, 6), (6, 7)]
+    """
+    out, start = [], 0
+    for size in (8, 4, 2, 1):
+        while n - start >= size:
+            out.append((start, start + size))
+            start += size
+    return out
 
 
 MODES = {
     "any": "batches of 1-8 (before)",
-    "pow2": "batches of 1, 2, 4, 8 (now)",
-    "one": "one image a call",
+    "pow2": "batches of 1, 2, 4, 8 (before)",
+    "one": "one image a call (now)",
 }
 
 

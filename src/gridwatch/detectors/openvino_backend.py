@@ -27,7 +27,6 @@ decoded in numpy (:mod:`gridwatch.detectors.ir_models`).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -87,26 +86,6 @@ class OpenVinoDetectorConfig(ExportedDetectorSettings):
             person_classes=self.person_classes,
             **runtime,
         )
-
-
-def pow2_chunks(n: int) -> list[int]:
-    """The batch sizes a batch of ``n`` images is run in: powers of two, largest first.
-
-    Why: the CPU plugin runs a dynamic-shape model 4× slower per pixel when batch sizes of
-    every value from 1 to 8 come in, mixed with mosaics of several sizes (the multi-camera
-    worker's load), than when the same images come in batches of 1, 2, 4 and 8 only (measured on
-    the worker's own input shapes at 80 cameras: 120 against 29 ms of CPU per 640×384 image;
-    ``docs/performance.md``). Splitting costs a call or two more per batch.
-
-    >>> pow2_chunks(7), pow2_chunks(8), pow2_chunks(1), pow2_chunks(13)
-    ([4, 2, 1], [8], [1], [8, 4, 1])
-    """
-    out = []
-    for size in (8, 4, 2, 1):
-        while n >= size:
-            out.append(size)
-            n -= size
-    return out
 
 
 class OpenVinoDetector(ExportedDetectorBase):
@@ -206,13 +185,20 @@ class OpenVinoDetector(ExportedDetectorBase):
         )
 
     def _infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """One model call per power-of-two chunk of the batch (see :func:`pow2_chunks`)."""
-        sizes = pow2_chunks(len(batch))
-        if len(sizes) == 1:
+        """One model call per image of the batch.
+
+        Why: the CPU plugin pays for every change of input shape between calls, and most of
+        all for a change of batch size, with a dynamic-shape model. A worker's calls change
+        shape nearly every time (region mosaics of a dozen canvas sizes from many cameras, whole
+        frames), so batches of 1, 2, 4 and 8 (the split used before) left the OpenVINO threads
+        at 85% of a core for 40 images/s at 80 INT8 cameras, against 46% for 42 images/s with
+        one image a call (process 155% → 117%; ``docs/performance.md``). Stacking only pays
+        where every call has the same shape (15% less CPU an image at batch 8), which a worker's
+        mix never has.
+        """
+        if len(batch) == 1:
             return self._infer_one(batch)
-        bounds = np.cumsum([0, *sizes])
-        parts = [self._infer_one(batch[a:b]) for a, b in itertools.pairwise(bounds)]
-        return np.concatenate(parts, axis=0)
+        return np.concatenate([self._infer_one(batch[i : i + 1]) for i in range(len(batch))])
 
     def _infer_one(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         try:
