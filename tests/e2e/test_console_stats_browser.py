@@ -22,7 +22,14 @@ from playwright.async_api import Browser, Page
 
 from tests.plugins.console_stack import console_stack
 from tests.plugins.dispatch import GRID_A, make_alert, password
-from tests.plugins.stats_scenario import COLS, GATE_CAMERAS, LINE, ROWS, publish
+from tests.plugins.stats_scenario import (
+    COLS,
+    GATE_CAMERAS,
+    LINE,
+    ROWS,
+    publish,
+    scenario_config_yaml,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -92,7 +99,9 @@ async def test_the_statistics_page_draws_the_published_flow_and_heat(
     chromium_browser: Browser, tmp_path: Path, demo_mp4: Path
 ) -> None:
     assert TWO_GATES != GATE_CAMERAS
-    async with console_stack(tmp_path, cameras_yaml=TWO_GATES) as stack:
+    async with console_stack(
+        tmp_path, cameras_yaml=TWO_GATES, extra=scenario_config_yaml()
+    ) as stack:
         tz = stack.config.tzinfo()
         day = dt.datetime.now(tz).date()
         want = await publish(stack.svc.jetstream(), camera="cam-a", grid=GRID_A, tz=tz, day=day)

@@ -22,6 +22,7 @@ from tests.plugins.stats_scenario import (
     Published,
     local_midnight,
     publish,
+    scenario_config_yaml,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,7 +44,9 @@ async def _scenario(stack: Stack) -> Published:
 
 
 async def test_flow_band_and_heat_of_a_gate(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    async with console_stack(tmp_path, cameras_yaml=GATE_CAMERAS) as stack:
+    async with console_stack(
+        tmp_path, cameras_yaml=GATE_CAMERAS, extra=scenario_config_yaml()
+    ) as stack:
         want = await _scenario(stack)
         li, _ = await stack.login("aux-li")  # responder of grid A
 
@@ -105,7 +108,9 @@ async def test_flow_band_and_heat_of_a_gate(tmp_path) -> None:  # type: ignore[n
 
 
 async def test_statistics_are_confined_to_the_grid(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    async with console_stack(tmp_path, cameras_yaml=GATE_CAMERAS) as stack:
+    async with console_stack(
+        tmp_path, cameras_yaml=GATE_CAMERAS, extra=scenario_config_yaml()
+    ) as stack:
         await _scenario(stack)
         li, _ = await stack.login("aux-li")  # grid A
         zhao, _ = await stack.login("aux-zhao")  # grid B
@@ -140,7 +145,9 @@ async def test_statistics_are_confined_to_the_grid(tmp_path) -> None:  # type: i
 
 
 async def test_the_heat_picture_is_always_blurred(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    async with console_stack(tmp_path, cameras_yaml=GATE_CAMERAS) as stack:
+    async with console_stack(
+        tmp_path, cameras_yaml=GATE_CAMERAS, extra=scenario_config_yaml()
+    ) as stack:
         alert = make_alert(GRID_A, "cam-a", 1, snapshot=True)
         await stack.publisher.publish_with_snapshot(alert, tiny_jpeg(320, 240))
         op, _ = await stack.login("op-zhang")  # may see full snapshots elsewhere

@@ -9,11 +9,17 @@ and so on, see :data:`TODAY_IN`) and minute records in slot 5 that no quarter co
 sum is the slot's value) and in slot 1 (covered by its quarter: must not count twice). The
 same weekday 1, 2 and 4-8 weeks back (week 3 missing: the camera was down): quarter records in
 slots 0-3 with ``10 * week + slot`` crossings in. Heat grids are 16x9, people on a diagonal.
+
+The records of today lie between 00:00 and 01:30 local, and a record is found by when it was
+stored (after its period, in production): in the first hours of a local day they would be
+records "from the future", which the console rightly never reads. The tests therefore run in
+:func:`scenario_timezone`, a zone whose local time is well inside the day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +81,28 @@ def _record(
         lines={LINE: LineStats(in_=n_in, out=1)},
         heat=_heat(seed),
     )
+
+
+def scenario_timezone(now: dt.datetime | None = None) -> str:
+    """A time zone where ``now`` is between 03:00 and 22:00 local: today's records (up to
+    01:30) are in the past and the day does not end while a test runs. Asia/Shanghai (the
+    product default) where it qualifies, else UTC (one of them always does).
+
+    >>> scenario_timezone(dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.UTC))
+    'Asia/Shanghai'
+    >>> scenario_timezone(dt.datetime(2026, 12, 5, 16, 40, tzinfo=dt.UTC))  # 00:40 in Shanghai
+    'UTC'
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    for name in ("Asia/Shanghai", "UTC"):
+        if 3 <= now.astimezone(zoneinfo.ZoneInfo(name)).hour < 22:
+            return name
+    raise AssertionError(f"no scenario time zone for {now}")  # pragma: no cover - cannot be
+
+
+def scenario_config_yaml(now: dt.datetime | None = None) -> str:
+    """The config line that sets :func:`scenario_timezone` (a top-level key)."""
+    return f"timezone: {scenario_timezone(now)}\n"
 
 
 def local_midnight(day: dt.date, tz: dt.tzinfo) -> dt.datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import zoneinfo
 from pathlib import Path
 
 import nats.errors
@@ -22,7 +23,7 @@ from gridwatch.alerts.streams import ensure_alert_infra
 from gridwatch.console.backend import ConsoleBackend
 from gridwatch.console.stats_data import flow_view, heat_view, latest_snapshot, load_records
 from tests.plugins.dispatch import make_alert, tiny_jpeg
-from tests.plugins.stats_scenario import local_midnight, publish
+from tests.plugins.stats_scenario import local_midnight, publish, scenario_timezone
 from tests.security.test_nats_permissions import GRID_A, GRID_B, _server
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.timeout(90)
 
 async def test_the_console_identity_reads_the_statistics(tmp_path: Path) -> None:
     async with _server(tmp_path) as (cfg, _, logins):
-        tz = cfg.tzinfo()
+        tz_name = scenario_timezone()  # today's records are all in the past there
+        tz = zoneinfo.ZoneInfo(tz_name)
         day = dt.datetime.now(tz).date()
         worker = await logins.connect("svc-worker")
         infra = await asyncio.wait_for(ensure_alert_infra(worker.jetstream()), 10)
@@ -46,7 +48,7 @@ async def test_the_console_identity_reads_the_statistics(tmp_path: Path) -> None
         try:
             console = await logins.connect("svc-console")
             js = console.jetstream()
-            flow = await flow_view(js, grid=GRID_A, camera="cam-a", day=day, tz_name=cfg.timezone)
+            flow = await flow_view(js, grid=GRID_A, camera="cam-a", day=day, tz_name=tz_name)
             assert flow.lines[0].today == want.today
             assert flow.lines[0].weeks == 7
             t0 = local_midnight(day, tz)

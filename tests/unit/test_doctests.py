@@ -12,9 +12,9 @@ import doctest
 import importlib
 import pkgutil
 
+import bench
 import pytest
 
-import bench
 import gridwatch
 import gridwatch_devtools
 
